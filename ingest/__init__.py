@@ -1,0 +1,28 @@
+"""The ingest: verify, enqueue, answer 202; plus the read and operations API.
+
+`gunicorn "ingest:create_app()"` serves it."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ingest import dead_letters_api, health, refunds_api, webhooks
+from ingest.services import Services
+from refunds.settings import Settings
+from worker.celery_app import make_celery
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    settings.require_webhook_secret()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["refund_sink"] = Services(settings=settings, celery=make_celery(settings))
+    for blueprint in (webhooks.bp, refunds_api.bp, dead_letters_api.bp, health.bp):
+        app.register_blueprint(blueprint)
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,1 @@
+"""Alembic migrations; shipped as a package so `refund-sink db upgrade` finds them when installed."""

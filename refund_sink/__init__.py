@@ -1,0 +1,1 @@
+"""The `refund-sink` command line. Nothing imports it; it imports everything."""

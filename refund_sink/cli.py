@@ -1,0 +1,57 @@
+"""`refund-sink`: one parser, one dispatcher, one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+import redis
+import sqlalchemy.exc
+
+from refund_sink import operations, processes, send
+from refund_sink.servers import ServerError
+from refunds.settings import ConfigError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="refund-sink", description="Genstore refund webhook sink.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    processes.add_commands(commands)
+    operations.add_commands(commands)
+    send.add_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ConfigError, ServerError, operations.CommandError, OSError) as error:
+        return _fail(str(error))
+    except sqlalchemy.exc.OperationalError as error:
+        return _fail(f"database unreachable: {_first_line(error.orig or error)}")
+    except redis.RedisError as error:
+        return _fail(f"broker unreachable: {_first_line(error)}")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _fail(message: str) -> int:
+    print(f"refund-sink: error: {message}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The dead-letter store: one row per delivery id, kept until a requeue resolves it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from refunds.db import SessionFactory, insert_ignore
+from refunds.delivery import TRIGGERED_AT_HEADER, RawDelivery
+from refunds.models import DeadLetter
+
+DEAD = "dead"
+REQUEUED = "requeued"
+RESOLVED = "resolved"
+STATES = (DEAD, REQUEUED, RESOLVED)
+REASONS = (
+    "invalid_json",
+    "invalid_payload",
+    "unsupported_topic",
+    "unknown_status",
+    "retries_exhausted",
+    "internal_error",
+)
+
+
+def record(
+    delivery: RawDelivery,
+    *,
+    reason: str,
+    error: str,
+    errors: Sequence[dict[str, Any]] = (),
+    attempts: int = 1,
+    session: Session,
+) -> DeadLetter:
+    """A repeated failure of the same delivery updates its row instead of adding one."""
+    now = datetime.now(UTC)
+    values = {
+        "delivery_id": delivery.delivery_id,
+        "topic": delivery.topic,
+        "shop": delivery.shop,
+        "reason": reason,
+        "error": error,
+        "errors": list(errors),
+        "state": DEAD,
+        "attempts": attempts,
+        "headers": dict(delivery.headers),
+        "body": delivery.body,
+        "received_at": delivery.received_at,
+        "first_failed_at": now,
+        "last_failed_at": now,
+    }
+    inserted = insert_ignore(session, DeadLetter.__table__, values, ["delivery_id"])  # type: ignore[arg-type]
+    letter = session.execute(
+        select(DeadLetter)
+        .where(DeadLetter.delivery_id == delivery.delivery_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if not inserted:
+        letter.reason, letter.error, letter.errors = reason, error, list(errors)
+        letter.state = DEAD
+        letter.attempts += attempts
+        letter.last_failed_at = now
+        letter.resolved_at = None
+    return letter
+
+
+def resolve(delivery_id: str, *, session: Session, now: datetime) -> None:
+    session.execute(
+        update(DeadLetter)
+        .where(DeadLetter.delivery_id == delivery_id, DeadLetter.state != RESOLVED)
+        .values(state=RESOLVED, resolved_at=now)
+    )
+
+
+def find(
+    *,
+    session: Session,
+    reason: str | None = None,
+    state: str | None = None,
+    limit: int = 1000,
+) -> Sequence[DeadLetter]:
+    query = select(DeadLetter).order_by(DeadLetter.id).limit(limit)
+    if reason:
+        query = query.where(DeadLetter.reason == reason)
+    if state:
+        query = query.where(DeadLetter.state == state)
+    return session.scalars(query).all()
+
+
+@dataclass
+class RequeueResult:
+    requeued: list[int] = field(default_factory=list)
+    already_resolved: list[int] = field(default_factory=list)
+    not_found: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+
+def requeue(
+    sessions: SessionFactory,
+    publish: Callable[[RawDelivery], object],
+    *,
+    ids: Sequence[int] = (),
+    reason: str | None = None,
+) -> RequeueResult:
+    """Send dead letters' original deliveries through the normal path again.
+
+    The state is committed as `requeued` before publishing, so a worker that resolves the
+    letter quickly is never overwritten; a failed publish puts the letter back to `dead`."""
+    result = RequeueResult()
+    with sessions.begin() as session:
+        letters = _select_for_requeue(session, ids=ids, reason=reason)
+        found = {letter.id for letter in letters}
+        result.not_found = [letter_id for letter_id in ids if letter_id not in found]
+        pending = []
+        for letter in letters:
+            if letter.state == RESOLVED:
+                result.already_resolved.append(letter.id)
+                continue
+            letter.state = REQUEUED
+            pending.append((letter.id, to_delivery(letter)))
+    for letter_id, delivery in pending:
+        try:
+            publish(delivery)
+        except Exception:
+            _set_state(sessions, letter_id, DEAD)
+            result.failed.append(letter_id)
+        else:
+            result.requeued.append(letter_id)
+    return result
+
+
+def _select_for_requeue(
+    session: Session, *, ids: Sequence[int], reason: str | None
+) -> Sequence[DeadLetter]:
+    query = select(DeadLetter).order_by(DeadLetter.id).with_for_update()
+    # Named letters are requeued whatever their state; --all takes only the dead ones.
+    query = query.where(DeadLetter.id.in_(ids) if ids else DeadLetter.state == DEAD)
+    if reason:
+        query = query.where(DeadLetter.reason == reason)
+    return session.scalars(query).all()
+
+
+def _set_state(sessions: SessionFactory, letter_id: int, state: str) -> None:
+    with sessions.begin() as session:
+        session.execute(
+            update(DeadLetter)
+            .where(DeadLetter.id == letter_id, DeadLetter.state == REQUEUED)
+            .values(state=state)
+        )
+
+
+def to_delivery(letter: DeadLetter) -> RawDelivery:
+    return RawDelivery(
+        delivery_id=letter.delivery_id,
+        topic=letter.topic,
+        shop=letter.shop,
+        body=letter.body,
+        received_at=letter.received_at,
+        triggered_at=letter.headers.get(TRIGGERED_AT_HEADER),
+        headers=letter.headers,
+    )

@@ -1,0 +1,100 @@
+"""The raw delivery as the ingest queues it: body bytes, the headers processing needs, and the
+time received. Its wire form is plain JSON so the queue never holds pickles."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+TOPIC_HEADER = "x-genstore-topic"
+SHOP_HEADER = "x-genstore-shop-domain"
+DELIVERY_ID_HEADERS = ("x-genstore-webhook-id", "webhook-id")
+TRIGGERED_AT_HEADER = "x-genstore-triggered-at"
+SIGNATURE_HEADERS = frozenset({"x-genstore-hmac-sha256", "webhook-signature"})
+KEPT_PREFIXES = ("x-genstore-", "webhook-")
+KEPT_HEADERS = frozenset({"content-type", "user-agent"})
+REDACTED = "[redacted]"
+DEFAULT_SHOP = "default"
+
+
+class MalformedDelivery(ValueError):
+    """A queued message that is not a delivery this sink wrote."""
+
+
+@dataclass(frozen=True)
+class RawDelivery:
+    delivery_id: str
+    topic: str | None
+    shop: str
+    body: bytes
+    received_at: datetime
+    triggered_at: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_request(
+        cls, body: bytes, headers: Mapping[str, str], received_at: datetime
+    ) -> RawDelivery:
+        kept = kept_headers(headers)
+        topic = kept.get(TOPIC_HEADER) or None
+        return cls(
+            delivery_id=delivery_id_for(kept, topic, body),
+            topic=topic,
+            shop=(kept.get(SHOP_HEADER) or "").strip().lower() or DEFAULT_SHOP,
+            body=body,
+            received_at=received_at,
+            triggered_at=kept.get(TRIGGERED_AT_HEADER) or None,
+            headers=kept,
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "delivery_id": self.delivery_id,
+            "topic": self.topic,
+            "shop": self.shop,
+            "body": base64.b64encode(self.body).decode("ascii"),
+            "received_at": self.received_at.isoformat(),
+            "triggered_at": self.triggered_at,
+            "headers": dict(self.headers),
+        }
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> RawDelivery:
+        try:
+            received_at = datetime.fromisoformat(wire["received_at"])
+            return cls(
+                delivery_id=str(wire["delivery_id"]),
+                topic=wire.get("topic"),
+                shop=str(wire["shop"]),
+                body=base64.b64decode(wire["body"], validate=True),
+                received_at=received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC),
+                triggered_at=wire.get("triggered_at"),
+                headers=dict(wire.get("headers") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedDelivery(f"not a queued delivery: {exc!r}") from None
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Lower-cased headers worth keeping, signatures redacted (dead letters show headers)."""
+    kept = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key.startswith(KEPT_PREFIXES) or key in KEPT_HEADERS:
+            kept[key] = REDACTED if key in SIGNATURE_HEADERS else value
+    return kept
+
+
+def delivery_id_for(headers: Mapping[str, str], topic: str | None, body: bytes) -> str:
+    """The sender's delivery id, else a digest of topic and body, so a resent identical
+    delivery keeps its identity."""
+    for name in DELIVERY_ID_HEADERS:
+        value = (headers.get(name) or "").strip()
+        if value:
+            return value[:255]
+    digest = hashlib.sha256((topic or "").encode("utf-8") + b"\n" + body)
+    return digest.hexdigest()

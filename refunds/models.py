@@ -1,0 +1,154 @@
+"""The tables: refunds, every message and its effect, raw deliveries, dead letters, tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from refunds.types import Money, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - read by SQLAlchemy, never mutated
+        Decimal: Money(),
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+        bytes: LargeBinary(),
+    }
+
+
+class Refund(Base):
+    """The current state of one refund, derived from its recorded messages."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        Index("ix_refunds_shop_order_id", "shop", "order_id"),
+        Index("ix_refunds_updated_at", "updated_at"),
+    )
+
+    shop: Mapped[str] = mapped_column(String(255), primary_key=True)
+    refund_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    refund_price: Mapped[Decimal | None]
+    currency: Mapped[str | None] = mapped_column(String(16))
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    line_items: Mapped[list[Any] | None]
+    fund_changes: Mapped[list[Any]]
+    created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    events_applied: Mapped[int]
+    last_applied_at: Mapped[datetime | None]
+
+
+class MessageRecord(Base):
+    """One distinct message about a refund; the same content under a new delivery id is
+    rejected by the unique fingerprint."""
+
+    __tablename__ = "refund_messages"
+    __table_args__ = (
+        UniqueConstraint("shop", "refund_id", "fingerprint", name="uq_refund_messages_content"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop: Mapped[str] = mapped_column(String(255))
+    refund_id: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime]
+    created_at: Mapped[datetime | None]
+    price: Mapped[Decimal | None]
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    currency: Mapped[str | None] = mapped_column(String(16))
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    line_items: Mapped[list[Any] | None]
+    message: Mapped[dict[str, Any]]
+    recorded_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """The dedupe record: a delivery id here has had its one effect."""
+
+    __tablename__ = "deliveries"
+
+    delivery_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str | None] = mapped_column(String(255))
+    shop: Mapped[str] = mapped_column(String(255))
+    refund_id: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("refund_messages.id"))
+    processed_at: Mapped[datetime]
+
+
+class RawDeliveryRecord(Base):
+    """Every accepted delivery as received, so state can be rebuilt and audited."""
+
+    __tablename__ = "raw_deliveries"
+
+    delivery_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str | None] = mapped_column(String(255))
+    shop: Mapped[str] = mapped_column(String(255))
+    headers: Mapped[dict[str, Any]]
+    body: Mapped[bytes]
+    received_at: Mapped[datetime]
+    archived_at: Mapped[datetime]
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_reason_state", "reason", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(255), unique=True)
+    topic: Mapped[str | None] = mapped_column(String(255))
+    shop: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str] = mapped_column(Text)
+    errors: Mapped[list[Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int]
+    headers: Mapped[dict[str, Any]]
+    body: Mapped[bytes]
+    received_at: Mapped[datetime]
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class ApiToken(Base):
+    """API tokens; only the SHA-256 of the token is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -1,0 +1,92 @@
+"""Read queries over refunds, kept in the core so every view (API, CLI, later the refund desk)
+asks the same questions the same way."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from refunds.models import Refund
+
+MAX_PAGE = 500
+
+
+class AmbiguousRefund(LookupError):
+    """The refund id exists in several shops; the caller must name one."""
+
+    def __init__(self, shops: Sequence[str]):
+        super().__init__(f"refund exists in several shops: {', '.join(shops)}")
+        self.shops = list(shops)
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Page:
+    refunds: Sequence[Refund]
+    next_cursor: str | None
+
+
+def refund(refund_id: str, *, shop: str | None, session: Session) -> Refund | None:
+    query = select(Refund).where(Refund.refund_id == refund_id, Refund.events_applied > 0)
+    if shop is not None:
+        query = query.where(Refund.shop == shop)
+    found = session.scalars(query.limit(2)).all()
+    if len(found) > 1:
+        raise AmbiguousRefund([row.shop for row in found])
+    return found[0] if found else None
+
+
+def refunds_for_order(order_id: str, *, shop: str | None, session: Session) -> Sequence[Refund]:
+    query = select(Refund).where(Refund.order_id == order_id).order_by(Refund.refund_id)
+    if shop is not None:
+        query = query.where(Refund.shop == shop)
+    return session.scalars(query).all()
+
+
+def refunds_page(
+    *,
+    session: Session,
+    order_id: str | None = None,
+    status: str | None = None,
+    updated_since: datetime | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page:
+    """Keyset pagination on (shop, refund id): stable while new refunds arrive."""
+    limit = max(1, min(limit, MAX_PAGE))
+    query = select(Refund).where(Refund.events_applied > 0)
+    if order_id is not None:
+        query = query.where(Refund.order_id == order_id)
+    if status is not None:
+        query = query.where(Refund.status == status)
+    if updated_since is not None:
+        query = query.where(Refund.updated_at >= updated_since)
+    if cursor:
+        query = query.where(tuple_(Refund.shop, Refund.refund_id) > decode_cursor(cursor))
+    rows = session.scalars(query.order_by(Refund.shop, Refund.refund_id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].shop, rows[-1].refund_id) if more else None
+    return Page(rows, next_cursor)
+
+
+def encode_cursor(shop: str, refund_id: str) -> str:
+    raw = f"{shop}\n{refund_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        shop, refund_id = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().split("\n")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise BadCursor("cursor is not one this API returned") from None
+    return shop, refund_id

@@ -1,0 +1,110 @@
+"""Settings, read once from the environment so a bad value fails at start-up, not mid-delivery."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_DATABASE_URL = "sqlite:///./refund-sink.db"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    genstore_secrets: tuple[str, ...] = ()
+    standard_webhook_secret: str | None = None
+    max_body_bytes: int = 1_048_576
+    max_retries: int = 8
+    naive_tz: str = "UTC"
+    queue: str = "refunds"
+    redis_key_prefix: str = ""
+    visibility_timeout: int = 300
+    task_time_limit: int = 120
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 60.0
+    lock_timeout_ms: int = 10_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        settings = cls(
+            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            redis_url=env.get("REDIS_URL") or DEFAULT_REDIS_URL,
+            genstore_secrets=_split_secrets(env.get("GENSTORE_WEBHOOK_SECRET", "")),
+            standard_webhook_secret=env.get("STANDARD_WEBHOOK_SECRET") or None,
+            max_body_bytes=_int(env, "REFUND_SINK_MAX_BODY_BYTES", 1_048_576, minimum=1),
+            max_retries=_int(env, "REFUND_SINK_MAX_RETRIES", 8, minimum=1),
+            naive_tz=_zone(env.get("GENSTORE_NAIVE_TZ") or "UTC"),
+            queue=env.get("REFUND_SINK_QUEUE") or "refunds",
+            redis_key_prefix=env.get("REFUND_SINK_REDIS_KEY_PREFIX", ""),
+            visibility_timeout=_int(env, "REFUND_SINK_VISIBILITY_TIMEOUT", 300, minimum=10),
+            task_time_limit=_int(env, "REFUND_SINK_TASK_TIME_LIMIT", 120, minimum=1),
+            retry_base_seconds=_float(env, "REFUND_SINK_RETRY_BASE_SECONDS", 1.0),
+            retry_max_seconds=_float(env, "REFUND_SINK_RETRY_MAX_SECONDS", 60.0),
+            lock_timeout_ms=_int(env, "REFUND_SINK_LOCK_TIMEOUT_MS", 10_000, minimum=1),
+        )
+        settings.check_timeouts()
+        return settings
+
+    def check_timeouts(self) -> None:
+        """A message must finish (or be retried) before Redis hands it to another worker."""
+        if self.task_time_limit >= self.visibility_timeout:
+            raise ConfigError(
+                "REFUND_SINK_TASK_TIME_LIMIT must be below REFUND_SINK_VISIBILITY_TIMEOUT"
+            )
+        if self.retry_max_seconds >= self.visibility_timeout:
+            raise ConfigError(
+                "REFUND_SINK_RETRY_MAX_SECONDS must be below REFUND_SINK_VISIBILITY_TIMEOUT"
+            )
+
+    def require_webhook_secret(self) -> None:
+        if not self.genstore_secrets and not self.standard_webhook_secret:
+            raise ConfigError(
+                "GENSTORE_WEBHOOK_SECRET is not set: the ingest cannot verify deliveries"
+            )
+
+
+def _split_secrets(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"GENSTORE_NAIVE_TZ is not a known time zone: {name!r}") from None
+    return name

@@ -1,0 +1,97 @@
+"""The refund state machine as a pure fold over a refund's distinct messages.
+
+Folding the whole (small) message set on every apply, instead of patching the current row,
+is what makes the final state independent of arrival order: the same set of messages always
+gives the same state, whatever order they came in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+IN_PROGRESS = "in_progress"
+REFUNDED = "refunded"
+FUND_CHANGE = "fund_change"
+
+# At equal times the later stage wins, then the fingerprint breaks the tie.
+KIND_RANK = {IN_PROGRESS: 0, FUND_CHANGE: 1, REFUNDED: 2}
+FIELDS = ("order_id", "currency", "customer_id", "note", "line_items")
+
+
+class MessageFacts(Protocol):
+    kind: str
+    occurred_at: datetime
+    fingerprint: str
+    created_at: datetime | None
+    price: Decimal | None
+    order_id: str | None
+    currency: str | None
+    customer_id: str | None
+    note: str | None
+    line_items: list[Any] | None
+
+
+@dataclass(frozen=True)
+class FundChange:
+    amount: Decimal | None
+    previous_amount: Decimal | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RefundState:
+    status: str
+    refund_price: Decimal | None
+    order_id: str | None
+    currency: str | None
+    customer_id: str | None
+    note: str | None
+    line_items: list[Any] | None
+    fund_changes: tuple[FundChange, ...]
+    created_at: datetime
+    updated_at: datetime
+    events_applied: int
+
+
+def order_key(message: MessageFacts) -> tuple[datetime, int, str]:
+    return (message.occurred_at, KIND_RANK[message.kind], message.fingerprint)
+
+
+def fold(messages: Iterable[MessageFacts]) -> RefundState:
+    """Status only moves forward; each field comes from the latest message that carries it."""
+    ordered = sorted(messages, key=order_key)
+    if not ordered:
+        raise ValueError("a refund needs at least one message")
+    latest = {name: _latest(ordered, name) for name in FIELDS}
+    return RefundState(
+        status=REFUNDED if any(m.kind == REFUNDED for m in ordered) else IN_PROGRESS,
+        refund_price=_latest(ordered, "price"),
+        fund_changes=_fund_changes(ordered),
+        created_at=min(m.created_at or m.occurred_at for m in ordered),
+        updated_at=ordered[-1].occurred_at,
+        events_applied=len(ordered),
+        **latest,
+    )
+
+
+def _latest(ordered: list[MessageFacts], name: str) -> Any:
+    for message in reversed(ordered):
+        value = getattr(message, name)
+        if value is not None:
+            return value
+    return None
+
+
+def _fund_changes(ordered: list[MessageFacts]) -> tuple[FundChange, ...]:
+    """previous_amount is the price of the latest earlier message that carried one."""
+    changes = []
+    last_price: Decimal | None = None
+    for message in ordered:
+        if message.kind == FUND_CHANGE:
+            changes.append(FundChange(message.price, last_price, message.occurred_at))
+        if message.price is not None:
+            last_price = message.price
+    return tuple(changes)

@@ -1,0 +1,201 @@
+"""The one normalized message the core consumes, and `parse_delivery`, which turns a raw
+delivery into it or says, with a dead-letter reason, why it cannot."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.errors import PayloadRejected as PayloadRejected
+from schemas.errors import rejection
+from schemas.genstore import (
+    WireCustomer,
+    WireEnvelope,
+    WireItemDetail,
+    WireLineItem,
+    WireRefund,
+)
+from schemas.types import UtcTime, as_utc, parse_time
+
+Kind = Literal["in_progress", "refunded", "fund_change"]
+TimeSource = Literal["update_time", "create_time", "triggered_at", "received_at"]
+
+_KINDS: dict[str, Kind] = {
+    "in_progress": "in_progress",
+    "processing": "in_progress",
+    "pending": "in_progress",
+    "refunded": "refunded",
+    "success": "refunded",
+    "succeeded": "refunded",
+    "completed": "refunded",
+    "fund_change": "fund_change",
+    "fund_changed": "fund_change",
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class LineItem(_Frozen):
+    line_item_id: str | None
+    product_id: str | None
+    variant_id: str | None
+    sku: str | None
+    quantity: int | None
+    price: Decimal | None
+    subtotal: Decimal | None
+    total_tax: Decimal | None
+    location_id: str | None
+
+
+class Customer(_Frozen):
+    id: str | None
+    first_name: str | None = Field(repr=False)
+    last_name: str | None = Field(repr=False)
+    email: str | None = Field(repr=False)
+    phone: str | None = Field(repr=False)
+    tags: tuple[str, ...]
+    tax_exempt: bool | None
+    verified_email: bool | None
+    currency: str | None
+    state: str | None
+
+
+class AfterSale(_Frozen):
+    rights_type: str | None
+    rights_reason: str | None
+    rights_reason_type: str | None
+    shipping: Decimal | None
+
+
+class RefundMessage(_Frozen):
+    shop: str
+    refund_id: str
+    order_id: str | None
+    kind: Kind
+    occurred_at: UtcTime
+    time_source: TimeSource
+    created_at: UtcTime | None
+    price: Decimal | None
+    currency: str | None
+    note: str | None
+    customer_id: str | None
+    line_items: tuple[LineItem, ...] | None
+    customer: Customer | None
+    after_sale: AfterSale | None
+
+    def fingerprint(self) -> str:
+        """What makes two deliveries "the same message". A time only taken from the clock
+        at receipt is not the message's own, so such messages are known by content."""
+        exclude = {"time_source"}
+        if self.time_source == "received_at":
+            exclude.add("occurred_at")
+        content = self.model_dump(mode="json", exclude=exclude)
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def parse_delivery(
+    body: bytes,
+    *,
+    topic: str | None,
+    shop: str,
+    triggered_at: str | None,
+    received_at: datetime,
+    naive_tz: str = "UTC",
+) -> RefundMessage:
+    if topic is None or not topic.startswith("refunds/"):
+        raise PayloadRejected("unsupported_topic", f"topic {topic!r:.80} is not a refunds/ topic")
+    zone = ZoneInfo(naive_tz)
+    refund = _validate(body, zone).refund
+    occurred_at, source = _occurrence(refund, triggered_at, received_at, zone)
+    return RefundMessage(
+        shop=shop,
+        refund_id=refund.id,
+        order_id=refund.order_id,
+        kind=_kind(refund.status),
+        occurred_at=occurred_at,
+        time_source=source,
+        created_at=refund.create_time,
+        price=refund.price,
+        currency=refund.currency or (refund.customer.currency if refund.customer else None),
+        note=refund.note,
+        customer_id=refund.customer_id or (refund.customer.id if refund.customer else None),
+        line_items=_line_items(refund.line_items),
+        customer=_customer(refund.customer),
+        after_sale=_after_sale(refund),
+    )
+
+
+def _validate(body: bytes, zone: ZoneInfo) -> WireEnvelope:
+    """Parse once, from the raw bytes; whatever goes wrong becomes a PayloadRejected."""
+    try:
+        return WireEnvelope.model_validate_json(body, context={"naive_tz": zone})
+    except ValidationError as exc:
+        raise rejection(exc) from None
+    except Exception as exc:  # the parser must never crash a worker
+        raise PayloadRejected("invalid_payload", f"unparseable: {type(exc).__name__}") from None
+
+
+def _kind(status: str | None) -> Kind:
+    if status is None:
+        return "in_progress"
+    kind = _KINDS.get(status.lower().replace(" ", "_").replace("-", "_"))
+    if kind is None:
+        raise PayloadRejected("unknown_status", "refund status is not a known refund status")
+    return kind
+
+
+def _occurrence(
+    refund: WireRefund, triggered_at: str | None, received_at: datetime, zone: ZoneInfo
+) -> tuple[datetime, TimeSource]:
+    """The message's own time if it has one, else the sender's, else the receiver's."""
+    if refund.update_time is not None:
+        return refund.update_time, "update_time"
+    if refund.create_time is not None:
+        return refund.create_time, "create_time"
+    if triggered_at:
+        try:
+            return parse_time(triggered_at, zone), "triggered_at"
+        except ValueError:
+            pass  # a header we cannot read is no worse than no header
+    return as_utc(received_at), "received_at"
+
+
+def _line_items(items: list[WireLineItem] | None) -> tuple[LineItem, ...] | None:
+    if items is None:
+        return None
+    return tuple(_line_item(item) for item in items)
+
+
+def _line_item(item: WireLineItem) -> LineItem:
+    """Refund-line values win over the ordered item's; the item supplies what it alone has."""
+    detail = item.detail or WireItemDetail()
+    return LineItem(
+        line_item_id=item.line_item_id or detail.id,
+        product_id=detail.product_id,
+        variant_id=detail.variant_id,
+        sku=detail.sku,
+        quantity=item.quantity if item.quantity is not None else detail.quantity,
+        price=detail.price,
+        subtotal=item.subtotal,
+        total_tax=item.total_tax,
+        location_id=item.location_id,
+    )
+
+
+def _customer(customer: WireCustomer | None) -> Customer | None:
+    return None if customer is None else Customer(**customer.model_dump())
+
+
+def _after_sale(refund: WireRefund) -> AfterSale | None:
+    fields = AfterSale.model_fields
+    values = {name: getattr(refund, name) for name in fields}
+    return None if all(value is None for value in values.values()) else AfterSale(**values)

@@ -1,0 +1,55 @@
+"""Raw deliveries as the ingest would queue them, for tests that skip HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from payloads import to_body
+
+from refunds import queries
+from refunds.apply import Outcome, process_delivery
+from refunds.db import session_factory
+from refunds.delivery import RawDelivery
+from refunds.models import DeadLetter, Delivery, MessageRecord, RawDeliveryRecord, Refund
+from refunds.settings import Settings
+from schemas.api import RefundView
+
+
+def delivery(
+    payload: dict[str, Any] | bytes,
+    *,
+    delivery_id: str | None = None,
+    topic: str | None = "refunds/create",
+    shop: str = "default",
+    received_at: datetime | None = None,
+) -> RawDelivery:
+    body = payload if isinstance(payload, bytes) else to_body(payload)
+    headers = {"x-genstore-topic": topic} if topic else {}
+    return RawDelivery(
+        delivery_id=delivery_id or uuid.uuid4().hex,
+        topic=topic,
+        shop=shop,
+        body=body,
+        received_at=received_at or datetime.now(UTC),
+        headers=headers,
+    )
+
+
+def apply(settings: Settings, raw: RawDelivery) -> Outcome:
+    with session_factory(settings).begin() as session:
+        return process_delivery(raw, session=session, naive_tz=settings.naive_tz)
+
+
+def view(settings: Settings, refund_id: str, shop: str = "default") -> dict[str, object]:
+    with session_factory(settings)() as session:
+        row = queries.refund(refund_id, shop=shop, session=session)
+        assert row is not None, f"refund {refund_id} not stored"
+        return RefundView.model_validate(row).model_dump(mode="json")
+
+
+def clear(settings: Settings) -> None:
+    with session_factory(settings).begin() as session:
+        for model in (Delivery, MessageRecord, Refund, RawDeliveryRecord, DeadLetter):
+            session.query(model).delete()

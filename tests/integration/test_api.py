@@ -1,0 +1,101 @@
+"""The read and operations API: token scopes and the refund shape."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_settings
+from deliveries import apply, delivery
+from flask.testing import FlaskClient
+from payloads import camel_event, doc_example_event
+
+from ingest import create_app
+from refunds import tokens
+from refunds.db import session_factory
+from refunds.settings import Settings
+
+
+@pytest.fixture
+def api_settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
+    return make_settings(db_url, redis_url, key_prefix)
+
+
+@pytest.fixture
+def client(api_settings: Settings) -> FlaskClient:
+    return create_app(api_settings).test_client()
+
+
+def token(settings: Settings, *scopes: str) -> dict[str, str]:
+    with session_factory(settings).begin() as session:
+        value = tokens.create(scopes, name="test", session=session)
+    return {"Authorization": f"Bearer {value}"}
+
+
+@pytest.mark.parametrize(
+    ("path", "scope"),
+    [("/refunds/10220473645", "read_refunds"), ("/dead-letters", "write_refunds")],
+)
+def test_no_token_401_wrong_scope_403_right_scope_200(
+    client: FlaskClient, api_settings: Settings, path: str, scope: str
+) -> None:
+    apply(api_settings, delivery(doc_example_event()))
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+    if scope == "write_refunds":
+        assert client.get(path, headers=token(api_settings, "read_refunds")).status_code == 403
+    else:
+        assert client.get("/dead-letters",
+                          headers=token(api_settings, "read_refunds")).status_code == 403
+    assert client.get(path, headers=token(api_settings, scope)).status_code == 200
+    assert client.get(path, headers=token(api_settings, "write_refunds")).status_code == 200
+
+
+def test_refund_shape_matches_the_spec(client: FlaskClient, api_settings: Settings) -> None:
+    apply(api_settings, delivery(doc_example_event()))
+    body = client.get("/refunds/10220473645", headers=token(api_settings, "read_refunds"))
+    assert body.get_json() == {
+        "shop": "default",
+        "id": "10220473645",
+        "order_id": "300141548096383",
+        "status": "in_progress",
+        "refund_price": "10.00",
+        "currency": "USD",
+        "customer_id": "1",
+        "note": "Note",
+        "created_at": "2024-12-31T00:00:00+00:00",
+        "updated_at": "2024-12-31T00:00:00+00:00",
+        "line_items": [{"line_item_id": None, "product_id": "12901212",
+                        "variant_id": "12901312", "sku": "128G;白色;", "quantity": 1,
+                        "price": "10.00", "subtotal": "1", "total_tax": "0.00",
+                        "location_id": None}],
+        "fund_changes": [],
+        "events_applied": 1,
+    }
+
+
+def test_order_refunds_and_paged_listing(client: FlaskClient, api_settings: Settings) -> None:
+    for number in range(5):
+        apply(api_settings, delivery(camel_event(refund_id=str(number), order_id="77")))
+    headers = token(api_settings, "read_refunds")
+    listed = client.get("/orders/77/refunds", headers=headers).get_json()
+    assert [refund["id"] for refund in listed["refunds"]] == ["0", "1", "2", "3", "4"]
+    seen, cursor = [], None
+    while True:
+        query = "/refunds?order_id=77&limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(query, headers=headers).get_json()
+        seen += [refund["id"] for refund in page["refunds"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["0", "1", "2", "3", "4"]
+    assert client.get("/refunds?cursor=%%%", headers=headers).status_code == 400
+    assert client.get("/refunds/nope", headers=headers).status_code == 404
+
+
+def test_requeue_over_http(client: FlaskClient, api_settings: Settings) -> None:
+    apply(api_settings, delivery(b"{", delivery_id="bad"))
+    headers = token(api_settings, "write_refunds")
+    [letter] = client.get("/dead-letters?reason=invalid_json", headers=headers).get_json()[
+        "dead_letters"]
+    response = client.post(f"/dead-letters/{letter['id']}/requeue", headers=headers)
+    assert response.status_code == 202
+    assert client.post("/dead-letters/424242/requeue", headers=headers).status_code == 404

@@ -1,0 +1,128 @@
+"""The `refund-sink` command as a user runs it: the README's quick start, the operator
+commands, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from backing_services import stop
+from conftest import make_settings
+from processes import environment, wait_for
+
+from refund_sink.servers import free_port
+
+pytestmark = pytest.mark.integration
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "genstore-refund-event.json"
+CLI = [sys.executable, "-m", "refund_sink.cli"]
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def clean_env() -> dict[str, str]:
+    """The environment of a newcomer who configured nothing."""
+    names = ("DATABASE_URL", "REDIS_URL", "GENSTORE_WEBHOOK_SECRET", "STANDARD_WEBHOOK_SECRET")
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+def get_json(url: str, token: str) -> dict[str, object]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def test_quick_start_run_send_and_read_back(tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env()
+    log = (tmp_path / "run.log").open("w")
+    run = subprocess.Popen([*CLI, "run", "--port", str(port)], cwd=tmp_path, env=env,
+                           stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: "Ctrl-C" in (tmp_path / "run.log").read_text(), 90, "run not ready")
+        url = f"http://127.0.0.1:{port}"
+        sent = cli("send", str(EXAMPLE), "--url", f"{url}/webhooks/genstore", env=env,
+                   cwd=tmp_path)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert sent.stdout.startswith("202 ")
+        token = cli("token", "create", "--scopes", "read_refunds", env=env, cwd=tmp_path)
+        token_value = token.stdout.strip().splitlines()[-1]
+
+        def applied() -> bool:
+            try:
+                return bool(get_json(f"{url}/refunds/10220473645", token_value))
+            except OSError:
+                return False
+
+        wait_for(applied, 60, "example not applied")
+        refund = get_json(f"{url}/refunds/10220473645", token_value)
+        assert refund["status"] == "in_progress"
+        assert refund["refund_price"] == "10.00"
+        assert refund["order_id"] == "300141548096383"
+        assert refund["line_items"][0]["sku"] == "128G;白色;"  # type: ignore[index]
+    finally:
+        run.send_signal(signal.SIGINT)
+        stop(run, timeout=40)
+        log.close()
+    assert run.returncode == 0, (tmp_path / "run.log").read_text()
+
+
+def test_dlq_list_json_and_show(pg_url: str, redis_url: str, key_prefix: str) -> None:
+    from deliveries import apply, delivery
+
+    settings = make_settings(pg_url, redis_url, key_prefix)
+    apply(settings, delivery(b"{broken", delivery_id="broken-1"))
+    env = environment(settings)
+    listed = cli("dlq", "list", "--json", "--reason", "invalid_json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    [letter] = json.loads(listed.stdout)
+    assert set(letter) == {"id", "delivery_id", "topic", "shop", "reason", "error", "state",
+                           "attempts", "first_failed_at", "last_failed_at"}
+    assert (letter["delivery_id"], letter["reason"], letter["state"]) == (
+        "broken-1", "invalid_json", "dead")
+    shown = cli("dlq", "show", str(letter["id"]), env=env)
+    assert json.loads(shown.stdout)["body"] == "{broken"
+    missing = cli("dlq", "show", "999999", env=env)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "refund-sink: error: no dead letter with id 999999"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["dlq", "list"], 1),
+        (["token", "create", "--scopes", "read_refunds"], 1),
+        (["db", "upgrade"], 1),
+        (["nonsense"], 2),
+        (["token", "create"], 2),
+    ],
+)
+def test_bad_arguments_and_unreachable_services_give_one_line(args: list[str],
+                                                              code: int) -> None:
+    env = clean_env() | {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    result = cli(*args, env=env)
+    assert result.returncode == code
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("refund-sink: error: "), result.stderr
+
+
+def test_token_create_rejects_unknown_scopes(sqlite_url: str) -> None:
+    env = clean_env() | {"DATABASE_URL": sqlite_url}
+    result = cli("token", "create", "--scopes", "read_refunds,admin", env=env)
+    assert result.returncode == 1 and "scopes must be among" in result.stderr
+
+
+def test_worker_command_refuses_an_unreachable_broker() -> None:
+    env = clean_env() | {"REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = cli("worker", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("refund-sink: error: broker unreachable")

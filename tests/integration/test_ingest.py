@@ -1,0 +1,129 @@
+"""The ingest against real Redis: verify, queue the raw delivery, answer; never the database."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+from conftest import OLD_SECRET, SECRET, STANDARD_SECRET, make_settings
+from flask import Flask
+from flask.testing import FlaskClient
+from payloads import doc_example_event, to_body
+from queued_messages import queued
+from signing import genstore_headers, standard_headers
+
+from ingest import create_app
+from refunds.settings import ConfigError, Settings
+
+UNREACHABLE_DB = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
+BODY = to_body(doc_example_event())
+
+
+@pytest.fixture
+def ingest_settings(redis_url: str, key_prefix: str) -> Settings:
+    return make_settings(UNREACHABLE_DB, redis_url, key_prefix, max_body_bytes=4096)
+
+
+@pytest.fixture
+def client(ingest_settings: Settings) -> FlaskClient:
+    app: Flask = create_app(ingest_settings)
+    return app.test_client()
+
+
+def post(client: FlaskClient, body: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    return client.post("/webhooks/genstore", data=body, headers=headers)
+
+
+def test_signed_delivery_is_queued_raw_and_acknowledged_without_a_database(
+    client: FlaskClient, ingest_settings: Settings
+) -> None:
+    # given a database that cannot be reached (DATABASE_URL points nowhere)
+    headers = genstore_headers(BODY, SECRET, **{"X-Genstore-Shop-Domain": "Shop.Example"})
+    response = post(client, BODY, headers)
+    assert response.status_code == 202
+    expected_id = hashlib.sha256(b"refunds/create\n" + BODY).hexdigest()
+    assert response.get_json() == {"status": "accepted", "delivery_id": expected_id}
+    [raw] = queued(ingest_settings)
+    assert raw.body == BODY and raw.topic == "refunds/create" and raw.shop == "shop.example"
+    assert raw.headers["x-genstore-hmac-sha256"] == "[redacted]"
+
+
+def test_delivery_id_header_is_used_and_rotated_secret_accepted(
+    client: FlaskClient, ingest_settings: Settings
+) -> None:
+    headers = genstore_headers(BODY, OLD_SECRET, **{"X-Genstore-Webhook-Id": "d-1"})
+    assert post(client, BODY, headers).get_json()["delivery_id"] == "d-1"
+    assert [raw.delivery_id for raw in queued(ingest_settings)] == ["d-1"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Genstore-Topic": "refunds/create"},
+        genstore_headers(BODY, "wrong-secret"),
+        genstore_headers(BODY, "test-genstore-secret-rotated-out"),
+        genstore_headers(BODY + b" ", SECRET),
+        standard_headers(BODY, "whsec_" + "QUJD" * 8),
+        standard_headers(BODY, STANDARD_SECRET, timestamp=int(time.time()) - 600),
+    ],
+    ids=["missing", "wrong", "rotated-out", "other-body", "wrong-standard", "stale-standard"],
+)
+def test_bad_signatures_get_401_and_nothing_is_queued(
+    client: FlaskClient, ingest_settings: Settings, headers: dict[str, str]
+) -> None:
+    response = post(client, BODY, headers)
+    assert response.status_code == 401
+    assert response.get_json() == {"error": "invalid_signature"}
+    assert queued(ingest_settings) == []
+
+
+def test_standard_webhooks_delivery_is_accepted_with_its_id(
+    client: FlaskClient, ingest_settings: Settings
+) -> None:
+    response = post(client, BODY, standard_headers(BODY, STANDARD_SECRET, msg_id="msg_42"))
+    assert response.status_code == 202
+    assert response.get_json()["delivery_id"] == "msg_42"
+    assert queued(ingest_settings)[0].headers["webhook-signature"] == "[redacted]"
+
+
+def test_oversized_body_gets_413_before_verification(
+    client: FlaskClient, ingest_settings: Settings
+) -> None:
+    body = b"x" * 5000
+    response = post(client, body, genstore_headers(body, SECRET))
+    assert response.status_code == 413
+    assert response.get_json() == {"error": "body_too_large"}
+    assert queued(ingest_settings) == []
+
+
+def test_authenticated_garbage_is_still_accepted(client: FlaskClient,
+                                                 ingest_settings: Settings) -> None:
+    body = b"\xff not json at all"
+    assert post(client, body, genstore_headers(body, SECRET)).status_code == 202
+    assert queued(ingest_settings)[0].body == body
+
+
+def test_unreachable_broker_gets_503(ingest_settings: Settings) -> None:
+    settings = make_settings(UNREACHABLE_DB, "redis://127.0.0.1:1/0")
+    client = create_app(settings).test_client()
+    started = time.monotonic()
+    response = post(client, BODY, genstore_headers(BODY, SECRET))
+    assert response.status_code == 503
+    assert response.get_json() == {"error": "unavailable"}
+    assert time.monotonic() - started < 10
+
+
+def test_readyz_names_the_dependency_that_failed(client: FlaskClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "broker": "ok",
+                                   "database": "unavailable"}
+    assert client.get("/healthz").status_code == 200
+
+
+def test_ingest_refuses_to_start_without_a_secret(redis_url: str) -> None:
+    settings = make_settings(UNREACHABLE_DB, redis_url, genstore_secrets=(),
+                             standard_webhook_secret=None)
+    with pytest.raises(ConfigError, match="GENSTORE_WEBHOOK_SECRET"):
+        create_app(settings)

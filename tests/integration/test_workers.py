@@ -1,0 +1,185 @@
+"""Real Redis, real PostgreSQL, real `celery worker` processes: concurrency, retries, kills."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SECRET, make_settings
+from deliveries import view
+from flask.testing import FlaskClient
+from oracle import actual_state, expected_state
+from payloads import camel_event, spec_sequence, to_body
+from processes import environment, wait_for, workers
+from signing import genstore_headers
+from sqlalchemy import func, select, text
+
+from ingest import create_app
+from refunds.db import session_factory
+from refunds.models import DeadLetter, Delivery, MessageRecord
+from refunds.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack_settings(pg_url: str, redis_url: str, key_prefix: str) -> Settings:
+    return make_settings(pg_url, redis_url, key_prefix, visibility_timeout=10,
+                         task_time_limit=8, retry_max_seconds=0.5)
+
+
+@pytest.fixture
+def client(stack_settings: Settings) -> FlaskClient:
+    return create_app(stack_settings).test_client()
+
+
+def send(client: FlaskClient, payload: dict[str, Any], delivery_id: str | None = None) -> None:
+    body = to_body(payload)
+    extra = {"X-Genstore-Webhook-Id": delivery_id} if delivery_id else {}
+    response = client.post("/webhooks/genstore", data=body,
+                           headers=genstore_headers(body, SECRET, **extra))
+    assert response.status_code == 202, response.get_data()
+
+
+def count(settings: Settings, model: type) -> int:
+    with session_factory(settings)() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_spec_sequence_through_ingest_and_workers(
+    client: FlaskClient, stack_settings: Settings, tmp_path: Path
+) -> None:
+    sequence = spec_sequence()
+    random.Random(3).shuffle(sequence)
+    with workers(stack_settings, tmp_path, count=1, concurrency=2):
+        for number, payload in enumerate(sequence * 2):  # every delivery twice, new ids
+            send(client, payload, delivery_id=f"d-{number}")
+        wait_for(lambda: count(stack_settings, Delivery) == 6, 60, "deliveries not processed")
+    state = view(stack_settings, "7001")
+    assert (state["status"], state["refund_price"], state["events_applied"]) == (
+        "refunded", "20.00", 3)
+
+
+def _random_traffic(rng: random.Random) -> tuple[list[tuple[str, dict[str, Any]]], dict]:
+    """1,000 deliveries for 100 refunds: 700 distinct messages, 300 resent (half under the
+    same delivery id, half as the same content under a new id), shuffled."""
+    by_refund: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    distinct: list[tuple[str, dict[str, Any]]] = []
+    for number in range(700):
+        refund_id = str(100_000 + number % 100)
+        minute = len(by_refund[refund_id])
+        payload = camel_event(
+            refund_id=refund_id, order_id=f"9{refund_id}",
+            status=rng.choice(["in_progress", "fund_change", "refunded"]),
+            price=f"{rng.randint(1, 99999) / 100:.2f}",
+            update_time=f"2025-03-01T{minute // 60:02d}:{minute % 60:02d}:00Z",
+            note=rng.choice([None, "n1", "退款"]),
+        )
+        by_refund[refund_id].append(payload)
+        distinct.append((f"m-{number}", payload))
+    resent = [
+        (delivery_id if rng.random() < 0.5 else f"{delivery_id}-again", payload)
+        for delivery_id, payload in rng.sample(distinct, 300)
+    ]
+    traffic = distinct + resent
+    rng.shuffle(traffic)
+    return traffic, by_refund
+
+
+def test_two_workers_thousand_shuffled_deliveries_match_the_oracle(
+    client: FlaskClient, stack_settings: Settings, tmp_path: Path
+) -> None:
+    traffic, by_refund = _random_traffic(random.Random(2026))
+    with workers(stack_settings, tmp_path, count=2, concurrency=2):
+        for delivery_id, payload in traffic:
+            send(client, payload, delivery_id)
+        unique_ids = len({delivery_id for delivery_id, _ in traffic})
+        wait_for(lambda: count(stack_settings, Delivery) == unique_ids, 180,
+                 "traffic not drained")
+    assert count(stack_settings, MessageRecord) == 700
+    assert count(stack_settings, DeadLetter) == 0
+    for refund_id, payloads in by_refund.items():
+        assert actual_state(view(stack_settings, refund_id)) == expected_state(payloads), refund_id
+
+
+def _hold_refund_lock(settings: Settings, refund_id: str):  # type: ignore[no-untyped-def]
+    """An open transaction holding the refund's row lock, as a long migration or a stuck
+    report might."""
+    session = session_factory(settings)()
+    session.execute(
+        text("SELECT 1 FROM refunds WHERE refund_id = :id FOR UPDATE"), {"id": refund_id}
+    )
+    return session
+
+
+def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
+    client: FlaskClient, pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    settings = make_settings(pg_url, redis_url, key_prefix, max_retries=3,
+                             lock_timeout_ms=200, retry_base_seconds=0.2, retry_max_seconds=1)
+    client = create_app(settings).test_client()
+    first, second = spec_sequence()[:2]
+    with workers(settings, tmp_path) as [worker]:
+        send(client, first)
+        wait_for(lambda: count(settings, Delivery) == 1, 30, "first message not applied")
+        lock = _hold_refund_lock(settings, "7001")
+        try:
+            send(client, second, delivery_id="held")
+            wait_for(lambda: count(settings, DeadLetter) == 1, 60, "no dead letter")
+        finally:
+            lock.rollback()
+            lock.close()
+        with session_factory(settings)() as session:
+            letter = session.scalars(select(DeadLetter)).one()
+        assert (letter.reason, letter.attempts, letter.state) == ("retries_exhausted", 3, "dead")
+        assert "LockNotAvailable" in letter.error
+        assert worker.output().count("retrying in") == 2
+        for _ in range(2):  # requeuing twice applies once
+            subprocess.run([sys.executable, "-m", "refund_sink.cli", "dlq", "requeue",
+                            str(letter.id)], env=environment(settings), check=True)
+        wait_for(lambda: view(settings, "7001")["events_applied"] == 2, 30, "requeue not applied")
+        wait_for(lambda: count(settings, Delivery) == 2, 30, "requeue not recorded")
+    with session_factory(settings)() as session:
+        assert session.scalars(select(DeadLetter.state)).one() == "resolved"
+    assert count(settings, MessageRecord) == 2
+
+
+def test_sigkilled_worker_message_is_applied_once_after_visibility_timeout(
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    settings = make_settings(pg_url, redis_url, key_prefix, visibility_timeout=10,
+                             task_time_limit=8, lock_timeout_ms=7000)
+    client = create_app(settings).test_client()
+    first, second = spec_sequence()[:2]
+    with workers(settings, tmp_path) as [worker]:
+        send(client, first)
+        wait_for(lambda: count(settings, Delivery) == 1, 30, "first message not applied")
+        lock = _hold_refund_lock(settings, "7001")
+        send(client, second, delivery_id="in-flight")
+        wait_for(lambda: "in-flight" in _active(settings), 30, "message not taken")
+        worker.kill()  # while it waits for the row lock inside the task
+        lock.rollback()
+        lock.close()
+    assert count(settings, Delivery) == 1
+    with workers(settings, tmp_path):
+        took = wait_for(lambda: count(settings, Delivery) == 2, 60, "message lost")
+    assert took < 10 + 15  # visibility timeout + restore sweep + start-up
+    assert view(settings, "7001")["events_applied"] == 2
+    assert count(settings, MessageRecord) == 2
+
+
+def _active(settings: Settings) -> str:
+    """Delivery ids in Redis's unacked hash (messages a worker holds)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        held = client.hvals(settings.redis_key_prefix + "unacked")
+    finally:
+        client.close()
+    return " ".join(value.decode(errors="replace") for value in held)

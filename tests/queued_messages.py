@@ -1,0 +1,29 @@
+"""Reading what the ingest put on the Redis queue, through kombu's own message format."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import redis
+
+from refunds.delivery import RawDelivery
+from refunds.settings import Settings
+
+
+def queued(settings: Settings) -> list[RawDelivery]:
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        raw_messages = client.lrange(settings.redis_key_prefix + settings.queue, 0, -1)
+    finally:
+        client.close()
+    return [_delivery(json.loads(message)) for message in reversed(raw_messages)]
+
+
+def _delivery(envelope: dict[str, Any]) -> RawDelivery:
+    body = envelope["body"]
+    if envelope["properties"].get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    args, _kwargs, _embed = json.loads(body)
+    return RawDelivery.from_wire(args[0])

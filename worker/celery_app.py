@@ -1,0 +1,57 @@
+"""The Celery app: Redis broker, late acks, and timeouts ordered so a message is never handed to
+a second worker while the first still works on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from refunds.settings import Settings
+
+TASK_NAME = "refunds.apply_delivery"
+# kombu sweeps unacknowledged messages back to the queue every RESTORE_INTERVAL seconds once
+# they are older than the visibility timeout: that bounds how long a killed worker's message
+# waits (visibility timeout + this interval).
+RESTORE_INTERVAL = 5
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("refund_sink", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_default_queue=settings.queue,
+        task_routes={TASK_NAME: {"queue": settings.queue}},
+        # Ack after the effect is committed; a lost worker puts the message back.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process: a prefetched message would sit unacked, and
+        # unprocessed, in a worker that may die.
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=max(1, settings.task_time_limit - 5),
+        broker_transport_options=transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "visibility_timeout": settings.visibility_timeout,
+        "unacked_restore_interval": RESTORE_INTERVAL,
+        "unacked_restore_throttle": 1,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+    }
+    if settings.redis_key_prefix:
+        options["global_keyprefix"] = settings.redis_key_prefix
+    return options

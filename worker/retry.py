@@ -1,0 +1,36 @@
+"""The one retry policy: which failures are transient, and how long to wait before the next
+attempt (exponential backoff with jitter, capped below the visibility timeout)."""
+
+from __future__ import annotations
+
+import random
+
+import redis.exceptions
+import sqlalchemy.exc
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,  # unreachable database, deadlock, lock or statement timeout
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,  # connection pool exhausted
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+_jitter = random.Random()  # noqa: S311 - spreads retries, guards nothing
+
+
+def is_transient(error: BaseException) -> bool:
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+def backoff_seconds(
+    attempt: int, *, base: float, cap: float, rng: random.Random | None = None
+) -> float:
+    """Equal jitter: half the exponential delay is fixed, half random, so delays still grow
+    while retries of many messages spread out."""
+    delay = min(cap, base * 2.0 ** max(0, attempt - 1))
+    return delay / 2 + (rng or _jitter).uniform(0, delay / 2)
