@@ -17,7 +17,9 @@ from refunds.settings import ConfigError
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        """One line, naming the subcommand: `refund-sink: error: token create: ...`."""
+        where = self.prog.removeprefix("refund-sink").strip()
+        self.exit(2, f"refund-sink: error: {where + ': ' if where else ''}{message}\n")
 
 
 def build_parser() -> Parser:

@@ -34,9 +34,13 @@ class EmbeddedSink:
             self._migrate(env)
             self._start_processes(env)
             self._announce(env)
-            return self._watch()
+            self._watch()
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a user stops it: a clean exit
         finally:
             self._stop()
+        print("refund-sink stopped", flush=True)
+        return 0
 
     def _environment(self) -> dict[str, str]:
         DATA_DIR.mkdir(exist_ok=True)
@@ -104,11 +108,10 @@ class EmbeddedSink:
             flush=True,
         )
 
-    def _watch(self) -> int:
+    def _watch(self) -> None:
         while not self.stopping:
             self._check_children()
             time.sleep(0.5)
-        return 0
 
     def _check_children(self) -> None:
         for name, child in self.children:

@@ -37,6 +37,7 @@ def redis_binary() -> str:
 
 def start_redis(directory: Path, port: int, *, appendonly: bool = True) -> subprocess.Popen[bytes]:
     """A Redis on 127.0.0.1:port keeping its data (AOF, fsync every second) in directory."""
+    directory = directory.resolve()  # redis-server changes into --dir before opening its log
     directory.mkdir(parents=True, exist_ok=True)
     command = [
         redis_binary(),

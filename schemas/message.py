@@ -111,6 +111,8 @@ def parse_delivery(
     received_at: datetime,
     naive_tz: str = "UTC",
 ) -> RefundMessage:
+    """The delivery as one RefundMessage, or PayloadRejected naming the dead-letter reason.
+    `naive_tz` is a zone name the settings have already checked."""
     if topic is None or not topic.startswith("refunds/"):
         raise PayloadRejected("unsupported_topic", f"topic {topic!r:.80} is not a refunds/ topic")
     zone = ZoneInfo(naive_tz)

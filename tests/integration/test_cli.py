@@ -48,7 +48,11 @@ def test_quick_start_run_send_and_read_back(tmp_path: Path) -> None:
     run = subprocess.Popen([*CLI, "run", "--port", str(port)], cwd=tmp_path, env=env,
                            stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(lambda: "Ctrl-C" in (tmp_path / "run.log").read_text(), 90, "run not ready")
+        def serving() -> bool:
+            assert run.poll() is None, (tmp_path / "run.log").read_text()
+            return "Ctrl-C" in (tmp_path / "run.log").read_text()
+
+        wait_for(serving, 90, "run not ready")
         url = f"http://127.0.0.1:{port}"
         sent = cli("send", str(EXAMPLE), "--url", f"{url}/webhooks/genstore", env=env,
                    cwd=tmp_path)

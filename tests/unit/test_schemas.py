@@ -68,7 +68,7 @@ def test_three_shapes_of_the_same_facts_normalize_alike(sku: str | None) -> None
     # then the messages and their fingerprints are equal
     assert messages[0] == messages[1] == messages[2]
     assert len({message.fingerprint() for message in messages}) == 1
-    assert messages[0].line_items is None if sku is None else messages[0].line_items
+    assert (messages[0].line_items is None) == (sku is None)
 
 
 def test_after_sale_form_carries_its_own_fields() -> None:
