@@ -28,15 +28,15 @@ class EmbeddedSink:
         self.flower_port = free_port()
 
     def run(self) -> int:
+        # Explicit, so Ctrl-C stops it even when started from a shell that ignores SIGINT.
         signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
         try:
             env = self._environment()
             self._migrate(env)
             self._start_processes(env)
             self._announce(env)
             self._watch()
-        except KeyboardInterrupt:
-            pass  # Ctrl-C is how a user stops it: a clean exit
         finally:
             self._stop()
         print("refund-sink stopped", flush=True)

@@ -39,7 +39,7 @@ def refund(refund_id: str, *, shop: str | None, session: Session) -> Refund | No
     query = select(Refund).where(Refund.refund_id == refund_id, Refund.events_applied > 0)
     if shop is not None:
         query = query.where(Refund.shop == shop)
-    found = session.scalars(query.limit(2)).all()
+    found = session.scalars(query.order_by(Refund.shop).limit(2)).all()
     if len(found) > 1:
         raise AmbiguousRefund([row.shop for row in found])
     return found[0] if found else None

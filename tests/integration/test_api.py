@@ -91,6 +91,18 @@ def test_order_refunds_and_paged_listing(client: FlaskClient, api_settings: Sett
     assert client.get("/refunds/nope", headers=headers).status_code == 404
 
 
+def test_refund_in_two_shops_needs_a_shop(client: FlaskClient,
+                                          api_settings: Settings) -> None:
+    apply(api_settings, delivery(camel_event(price="1.00"), shop="a.example"))
+    apply(api_settings, delivery(camel_event(price="2.00"), shop="b.example"))
+    headers = token(api_settings, "read_refunds")
+    ambiguous = client.get("/refunds/7001", headers=headers)
+    assert ambiguous.status_code == 409
+    assert ambiguous.get_json()["shops"] == ["a.example", "b.example"]
+    named = client.get("/refunds/7001?shop=b.example", headers=headers).get_json()
+    assert named["refund_price"] == "2.00"
+
+
 def test_requeue_over_http(client: FlaskClient, api_settings: Settings) -> None:
     apply(api_settings, delivery(b"{", delivery_id="bad"))
     headers = token(api_settings, "write_refunds")

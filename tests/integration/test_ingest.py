@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 
 import pytest
@@ -94,6 +95,19 @@ def test_oversized_body_gets_413_before_verification(
     response = post(client, body, genstore_headers(body, SECRET))
     assert response.status_code == 413
     assert response.get_json() == {"error": "body_too_large"}
+    assert queued(ingest_settings) == []
+
+
+def test_oversized_chunked_body_gets_413(client: FlaskClient,
+                                        ingest_settings: Settings) -> None:
+    # a body with no Content-Length (chunked), as gunicorn passes it on
+    body = b"x" * 5000
+    response = client.post(
+        "/webhooks/genstore", input_stream=io.BytesIO(body),
+        headers=genstore_headers(body, SECRET),
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
     assert queued(ingest_settings) == []
 
 
