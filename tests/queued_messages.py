@@ -12,13 +12,18 @@ from refunds.delivery import RawDelivery
 from refunds.settings import Settings
 
 
-def queued(settings: Settings) -> list[RawDelivery]:
+def envelopes(settings: Settings) -> list[dict[str, Any]]:
+    """The kombu messages on the queue, oldest first."""
     client = redis.Redis.from_url(settings.redis_url)
     try:
         raw_messages = client.lrange(settings.redis_key_prefix + settings.queue, 0, -1)
     finally:
         client.close()
-    return [_delivery(json.loads(message)) for message in reversed(raw_messages)]
+    return [json.loads(message) for message in reversed(raw_messages)]
+
+
+def queued(settings: Settings) -> list[RawDelivery]:
+    return [_delivery(envelope) for envelope in envelopes(settings)]
 
 
 def _delivery(envelope: dict[str, Any]) -> RawDelivery:

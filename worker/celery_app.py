@@ -27,6 +27,10 @@ def make_celery(settings: Settings) -> Celery:
         # Ack after the effect is committed; a lost worker puts the message back.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # The task handles its own failures (retry or dead letter); an exception that still
+        # escapes (a retry that could not be published, a hard time limit) must leave the
+        # message to come back after the visibility timeout, not be acknowledged and lost.
+        task_acks_on_failure_or_timeout=False,
         # One message at a time per process: a prefetched message would sit unacked, and
         # unprocessed, in a worker that may die.
         worker_prefetch_multiplier=1,

@@ -7,6 +7,7 @@ import random
 
 import redis.exceptions
 import sqlalchemy.exc
+from celery.exceptions import SoftTimeLimitExceeded
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,  # unreachable database, deadlock, lock or statement timeout
@@ -17,6 +18,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     ConnectionError,
     TimeoutError,
+    SoftTimeLimitExceeded,  # a slow database, most likely; the next attempt may be quick
 )
 
 

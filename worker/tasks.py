@@ -12,6 +12,7 @@ from refunds.delivery import MalformedDelivery, RawDelivery
 from refunds.settings import Settings
 from worker.celery_app import TASK_NAME
 from worker.handling import DeliveryHandler
+from worker.publish import display
 
 log = logging.getLogger("refund_sink.worker")
 
@@ -32,6 +33,6 @@ def register_tasks(app: Celery, settings: Settings) -> Task:
             delay = handler.on_failure(delivery, error, attempt=self.request.retries + 1)
             if delay is None:
                 return Outcome.DEAD_LETTERED.value
-            raise self.retry(exc=error, countdown=delay) from None
+            raise self.retry(exc=error, countdown=delay, **display(delivery)) from None
 
     return apply_delivery

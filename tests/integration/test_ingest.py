@@ -11,7 +11,7 @@ from conftest import OLD_SECRET, SECRET, STANDARD_SECRET, make_settings
 from flask import Flask
 from flask.testing import FlaskClient
 from payloads import doc_example_event, to_body
-from queued_messages import queued
+from queued_messages import envelopes, queued
 from signing import genstore_headers, standard_headers
 
 from ingest import create_app
@@ -48,6 +48,11 @@ def test_signed_delivery_is_queued_raw_and_acknowledged_without_a_database(
     [raw] = queued(ingest_settings)
     assert raw.body == BODY and raw.topic == "refunds/create" and raw.shop == "shop.example"
     assert raw.headers["x-genstore-hmac-sha256"] == "[redacted]"
+    # what workers log and Flower shows of the task: ids, never the body
+    [envelope] = envelopes(ingest_settings)
+    shown = envelope["headers"]["argsrepr"] + envelope["headers"]["kwargsrepr"]
+    assert expected_id in shown and "Poplar" not in shown and "body'" not in shown
+    assert len(shown) < 300
 
 
 def test_delivery_id_header_is_used_and_rotated_secret_accepted(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import sqlalchemy.exc
+from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.retry import backoff_seconds, is_transient
 
@@ -23,5 +24,6 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
 def test_database_and_connection_errors_are_transient_others_are_not() -> None:
     assert is_transient(sqlalchemy.exc.OperationalError("SELECT", {}, Exception("down")))
     assert is_transient(ConnectionResetError())
+    assert is_transient(SoftTimeLimitExceeded())
     assert not is_transient(KeyError("bug"))
     assert not is_transient(sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("dup")))
