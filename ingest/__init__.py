@@ -8,6 +8,7 @@ from flask import Flask
 
 from ingest import dead_letters_api, health, refunds_api, webhooks
 from ingest.services import Services
+from ingest.signatures import check_standard_secret
 from refunds.settings import Settings
 from worker.celery_app import make_celery
 
@@ -15,6 +16,7 @@ from worker.celery_app import make_celery
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     settings.require_webhook_secret()
+    check_standard_secret(settings.standard_webhook_secret)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -48,7 +48,7 @@ def list_refunds() -> tuple[Response, int]:
                 session=session,
                 order_id=args.get("order_id"),
                 status=args.get("status"),
-                updated_since=datetime.fromisoformat(since) if since else None,
+                updated_since=_utc(since) if since else None,
                 limit=limit,
                 cursor=args.get("cursor"),
             )
@@ -56,6 +56,12 @@ def list_refunds() -> tuple[Response, int]:
     except ValueError as error:
         return jsonify(error="bad_request", detail=str(error)), 400
     return jsonify(refunds=refunds, next_cursor=page.next_cursor), 200
+
+
+def _utc(text: str) -> datetime:
+    """ISO-8601; a time without an offset is read as UTC."""
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _view(row: object) -> dict[str, object]:

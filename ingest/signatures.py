@@ -10,14 +10,29 @@ from collections.abc import Mapping, Sequence
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from refunds.settings import ConfigError
+
 GENSTORE_SIGNATURE_HEADER = "x-genstore-hmac-sha256"
 STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
 def genstore_signature(body: bytes, secret: str) -> str:
     """base64(HMAC-SHA256(secret, body)), as Genstore sends it."""
-    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return base64.b64encode(_digest(body, secret)).decode("ascii")
+
+
+def _digest(body: bytes, secret: str) -> bytes:
+    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
+
+
+def check_standard_secret(secret: str | None) -> None:
+    """A malformed whsec_ secret would turn every signed delivery into a 401: refuse to start."""
+    if secret is None:
+        return
+    try:
+        Webhook(secret)
+    except Exception:
+        raise ConfigError("STANDARD_WEBHOOK_SECRET is not a valid whsec_ secret") from None
 
 
 def verify_genstore(body: bytes, header: str | None, secrets: Sequence[str]) -> bool:
@@ -30,8 +45,7 @@ def verify_genstore(body: bytes, header: str | None, secrets: Sequence[str]) -> 
         return False
     matched = False
     for secret in secrets:
-        expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
-        matched |= hmac.compare_digest(expected, given)
+        matched |= hmac.compare_digest(_digest(body, secret), given)
     return matched
 
 

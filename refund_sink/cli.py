@@ -13,6 +13,7 @@ import sqlalchemy.exc
 from refund_sink import operations, processes, send
 from refund_sink.servers import ServerError
 from refunds.settings import ConfigError
+from worker.handling import describe
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,13 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ServerError, operations.CommandError, OSError) as error:
         return _fail(str(error))
     except sqlalchemy.exc.OperationalError as error:
-        return _fail(f"database unreachable: {_first_line(error.orig or error)}")
+        return _fail(f"database unreachable: {describe(error)}")
     except redis.RedisError as error:
-        return _fail(f"broker unreachable: {_first_line(error)}")
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return _fail(f"broker unreachable: {describe(error)}")
 
 
 def _fail(message: str) -> int:

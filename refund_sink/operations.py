@@ -20,10 +20,18 @@ class CommandError(Exception):
 
 
 def add_commands(commands: Any) -> None:
+    _add_db(commands)
+    _add_token(commands)
+    _add_dlq(commands)
+
+
+def _add_db(commands: Any) -> None:
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply migrations").set_defaults(handler=db_upgrade)
 
+
+def _add_token(commands: Any) -> None:
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser("create", help="create a token (printed once)")
@@ -31,6 +39,8 @@ def add_commands(commands: Any) -> None:
     create.add_argument("--name")
     create.set_defaults(handler=token_create)
 
+
+def _add_dlq(commands: Any) -> None:
     dlq = commands.add_parser("dlq", help="dead letters")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
     listing = dlq_commands.add_parser("list", help="list dead letters")

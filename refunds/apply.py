@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,6 +29,7 @@ def process_delivery(delivery: RawDelivery, *, session: Session, naive_tz: str) 
     now = datetime.now(UTC)
     archive(delivery, session=session, now=now)
     if session.get(Delivery, delivery.delivery_id) is not None:
+        dead_letters.resolve(delivery.delivery_id, session=session, now=now)
         return Outcome.DUPLICATE_DELIVERY
     try:
         message = parse_delivery(
@@ -51,20 +53,16 @@ def process_delivery(delivery: RawDelivery, *, session: Session, naive_tz: str) 
 
 
 def archive(delivery: RawDelivery, *, session: Session, now: datetime) -> None:
-    insert_ignore(
-        session,
-        RawDeliveryRecord.__table__,  # type: ignore[arg-type]
-        {
-            "delivery_id": delivery.delivery_id,
-            "topic": delivery.topic,
-            "shop": delivery.shop,
-            "headers": dict(delivery.headers),
-            "body": delivery.body,
-            "received_at": delivery.received_at,
-            "archived_at": now,
-        },
-        ["delivery_id"],
-    )
+    values = {
+        "delivery_id": delivery.delivery_id,
+        "topic": delivery.topic,
+        "shop": delivery.shop,
+        "headers": dict(delivery.headers),
+        "body": delivery.body,
+        "received_at": delivery.received_at,
+        "archived_at": now,
+    }
+    insert_ignore(session, RawDeliveryRecord.__table__, values, ["delivery_id"])  # type: ignore[arg-type]
 
 
 def apply_message(
@@ -72,16 +70,22 @@ def apply_message(
 ) -> Outcome:
     """Claim the delivery id, lock the refund, record the message unless its content is
     already recorded, then recompute the refund from all its messages."""
+    dead_letters.resolve(delivery.delivery_id, session=session, now=now)
     if not _claim_delivery(message, delivery=delivery, session=session, now=now):
         return Outcome.DUPLICATE_DELIVERY
     refund = _locked_refund(message, session=session)
-    record = _record_message(message, delivery=delivery, session=session, now=now)
-    dead_letters.resolve(delivery.delivery_id, session=session, now=now)
+    message_id = insert_ignore(
+        session,
+        MessageRecord.__table__,  # type: ignore[arg-type]
+        message_row(message, delivery_id=delivery.delivery_id, now=now),
+        ["shop", "refund_id", "fingerprint"],
+        returning="id",
+    )
     claim = session.get_one(Delivery, delivery.delivery_id)
-    if record is None:
+    if message_id is None:
         claim.outcome = Outcome.DUPLICATE_MESSAGE.value
         return Outcome.DUPLICATE_MESSAGE
-    claim.message_id = record.id
+    claim.message_id = message_id
     _refresh(refund, session=session, now=now)
     return Outcome.APPLIED
 
@@ -89,36 +93,28 @@ def apply_message(
 def _claim_delivery(
     message: RefundMessage, *, delivery: RawDelivery, session: Session, now: datetime
 ) -> bool:
-    return insert_ignore(
-        session,
-        Delivery.__table__,  # type: ignore[arg-type]
-        {
-            "delivery_id": delivery.delivery_id,
-            "topic": delivery.topic,
-            "shop": message.shop,
-            "refund_id": message.refund_id,
-            "outcome": Outcome.APPLIED.value,
-            "processed_at": now,
-        },
-        ["delivery_id"],
-    )
+    values = {
+        "delivery_id": delivery.delivery_id,
+        "topic": delivery.topic,
+        "shop": message.shop,
+        "refund_id": message.refund_id,
+        "outcome": Outcome.APPLIED.value,
+        "processed_at": now,
+    }
+    return insert_ignore(session, Delivery.__table__, values, ["delivery_id"]) is not None  # type: ignore[arg-type]
 
 
 def _locked_refund(message: RefundMessage, *, session: Session) -> Refund:
     """Create the refund row if missing, then hold its row lock until commit so two workers
     applying messages of one refund take turns."""
-    insert_ignore(
-        session,
-        Refund.__table__,  # type: ignore[arg-type]
-        {
-            "shop": message.shop,
-            "refund_id": message.refund_id,
-            "status": IN_PROGRESS,
-            "fund_changes": [],
-            "events_applied": 0,
-        },
-        ["shop", "refund_id"],
-    )
+    placeholder = {
+        "shop": message.shop,
+        "refund_id": message.refund_id,
+        "status": IN_PROGRESS,
+        "fund_changes": [],
+        "events_applied": 0,
+    }
+    insert_ignore(session, Refund.__table__, placeholder, ["shop", "refund_id"])  # type: ignore[arg-type]
     query = (
         select(Refund)
         .where(Refund.shop == message.shop, Refund.refund_id == message.refund_id)
@@ -128,46 +124,28 @@ def _locked_refund(message: RefundMessage, *, session: Session) -> Refund:
     return session.execute(query).scalar_one()
 
 
-def _record_message(
-    message: RefundMessage, *, delivery: RawDelivery, session: Session, now: datetime
-) -> MessageRecord | None:
-    fingerprint = message.fingerprint()
-    inserted = insert_ignore(
-        session,
-        MessageRecord.__table__,  # type: ignore[arg-type]
-        {
-            "shop": message.shop,
-            "refund_id": message.refund_id,
-            "fingerprint": fingerprint,
-            "delivery_id": delivery.delivery_id,
-            "kind": message.kind,
-            "occurred_at": message.occurred_at,
-            "created_at": message.created_at,
-            "price": message.price,
-            "order_id": message.order_id,
-            "currency": message.currency,
-            "customer_id": message.customer_id,
-            "note": message.note,
-            "line_items": _line_items(message),
-            "message": message.model_dump(mode="json"),
-            "recorded_at": now,
-        },
-        ["shop", "refund_id", "fingerprint"],
-    )
-    if not inserted:
-        return None
-    query = select(MessageRecord).where(
-        MessageRecord.shop == message.shop,
-        MessageRecord.refund_id == message.refund_id,
-        MessageRecord.fingerprint == fingerprint,
-    )
-    return session.execute(query).scalar_one()
-
-
-def _line_items(message: RefundMessage) -> list[dict[str, object]] | None:
-    if message.line_items is None:
-        return None
-    return [item.model_dump(mode="json") for item in message.line_items]
+def message_row(message: RefundMessage, *, delivery_id: str, now: datetime) -> dict[str, Any]:
+    """The facts the fold needs as columns, and the whole normalized message for audit."""
+    line_items = message.line_items
+    return {
+        "shop": message.shop,
+        "refund_id": message.refund_id,
+        "fingerprint": message.fingerprint(),
+        "delivery_id": delivery_id,
+        "kind": message.kind,
+        "occurred_at": message.occurred_at,
+        "created_at": message.created_at,
+        "price": message.price,
+        "order_id": message.order_id,
+        "currency": message.currency,
+        "customer_id": message.customer_id,
+        "note": message.note,
+        "line_items": None
+        if line_items is None
+        else [item.model_dump(mode="json") for item in line_items],
+        "message": message.model_dump(mode="json"),
+        "recorded_at": now,
+    }
 
 
 def _refresh(refund: Refund, *, session: Session, now: datetime) -> None:
@@ -177,24 +155,7 @@ def _refresh(refund: Refund, *, session: Session, now: datetime) -> None:
         )
     ).all()
     state = fold(messages)
-    refund.status = state.status
-    refund.refund_price = state.refund_price
-    refund.order_id = state.order_id
-    refund.currency = state.currency
-    refund.customer_id = state.customer_id
-    refund.note = state.note
-    refund.line_items = state.line_items
-    refund.fund_changes = [
-        {
-            "amount": None if change.amount is None else str(change.amount),
-            "previous_amount": None
-            if change.previous_amount is None
-            else str(change.previous_amount),
-            "at": change.at.isoformat(),
-        }
-        for change in state.fund_changes
-    ]
-    refund.created_at = state.created_at
-    refund.updated_at = state.updated_at
-    refund.events_applied = state.events_applied
+    for name in state.COLUMNS:
+        setattr(refund, name, getattr(state, name))
+    refund.fund_changes = [change.as_json() for change in state.fund_changes]
     refund.last_applied_at = now

@@ -28,18 +28,38 @@ def make_engine(settings: Settings) -> Engine:
     url = normalize_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    options = f"-c lock_timeout={settings.lock_timeout_ms}"
     return create_engine(
         url,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 5, "options": options},
+        hide_parameters=True,  # error messages must not carry customer data
+        connect_args={
+            "connect_timeout": 5,
+            "options": _server_timeouts(settings),
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
+    )
+
+
+def _server_timeouts(settings: Settings) -> str:
+    """Bound every wait on the server, below the task's soft time limit, so a stuck statement
+    becomes a retryable error instead of a task killed by its hard limit."""
+    statement_ms = max(1000, (settings.task_time_limit - 6) * 1000)
+    return " ".join(
+        (
+            f"-c lock_timeout={min(settings.lock_timeout_ms, statement_ms)}",
+            f"-c statement_timeout={statement_ms}",
+            f"-c idle_in_transaction_session_timeout={settings.task_time_limit * 1000}",
+        )
     )
 
 
 def _sqlite_engine(url: URL) -> Engine:
     """SQLite serializes writers; BEGIN IMMEDIATE makes each transaction take the lock up front
     so a read-then-write apply can never be interleaved with another writer."""
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, hide_parameters=True, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -72,18 +92,23 @@ def session_factory(settings: Settings) -> SessionFactory:
 
 
 def insert_ignore(
-    session: Session, table: Table, values: Mapping[str, Any], conflict: list[str]
-) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING; True when the row was inserted.
+    session: Session,
+    table: Table,
+    values: Mapping[str, Any],
+    conflict: list[str],
+    returning: str | None = None,
+) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING; the inserted row's `returning` column (default: the
+    first conflict column), or None when a row with that key already existed.
 
     On PostgreSQL a concurrent insert of the same key waits for the other transaction, so
-    exactly one of two racing workers sees True. RETURNING tells the outcome: psycopg's
+    exactly one of two racing workers gets a value. RETURNING tells the outcome: psycopg's
     rowcount is not reliable for this statement."""
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     statement = (
         dialect.insert(table)
         .values(**values)
         .on_conflict_do_nothing(index_elements=conflict)
-        .returning(table.c[conflict[0]])
+        .returning(table.c[returning or conflict[0]])
     )
-    return session.execute(statement).first() is not None
+    return session.execute(statement).scalar()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from refunds.db import SessionFactory, insert_ignore
 from refunds.delivery import TRIGGERED_AT_HEADER, RawDelivery
-from refunds.models import DeadLetter
+from refunds.models import DeadLetter, Delivery
 
 DEAD = "dead"
 REQUEUED = "requeued"
@@ -36,17 +36,16 @@ def record(
     errors: Sequence[dict[str, Any]] = (),
     attempts: int = 1,
     session: Session,
-) -> DeadLetter:
-    """A repeated failure of the same delivery updates its row instead of adding one."""
+) -> None:
+    """A repeated failure of the same delivery updates its row instead of adding one; a
+    delivery whose effect another copy already recorded is resolved at once."""
     now = datetime.now(UTC)
-    values = {
+    failure = {"reason": reason, "error": error, "errors": list(errors), "state": DEAD}
+    new_row = {
+        **failure,
         "delivery_id": delivery.delivery_id,
         "topic": delivery.topic,
         "shop": delivery.shop,
-        "reason": reason,
-        "error": error,
-        "errors": list(errors),
-        "state": DEAD,
         "attempts": attempts,
         "headers": dict(delivery.headers),
         "body": delivery.body,
@@ -54,20 +53,15 @@ def record(
         "first_failed_at": now,
         "last_failed_at": now,
     }
-    inserted = insert_ignore(session, DeadLetter.__table__, values, ["delivery_id"])  # type: ignore[arg-type]
-    letter = session.execute(
-        select(DeadLetter)
-        .where(DeadLetter.delivery_id == delivery.delivery_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
-    if not inserted:
-        letter.reason, letter.error, letter.errors = reason, error, list(errors)
-        letter.state = DEAD
-        letter.attempts += attempts
-        letter.last_failed_at = now
-        letter.resolved_at = None
-    return letter
+    if insert_ignore(session, DeadLetter.__table__, new_row, ["delivery_id"]) is None:  # type: ignore[arg-type]
+        session.execute(
+            update(DeadLetter)
+            .where(DeadLetter.delivery_id == delivery.delivery_id)
+            .values(**failure, attempts=DeadLetter.attempts + attempts, last_failed_at=now,
+                    resolved_at=None)
+        )
+    if session.get(Delivery, delivery.delivery_id) is not None:
+        resolve(delivery.delivery_id, session=session, now=now)
 
 
 def resolve(delivery_id: str, *, session: Session, now: datetime) -> None:
@@ -113,17 +107,7 @@ def requeue(
     The state is committed as `requeued` before publishing, so a worker that resolves the
     letter quickly is never overwritten; a failed publish puts the letter back to `dead`."""
     result = RequeueResult()
-    with sessions.begin() as session:
-        letters = _select_for_requeue(session, ids=ids, reason=reason)
-        found = {letter.id for letter in letters}
-        result.not_found = [letter_id for letter_id in ids if letter_id not in found]
-        pending = []
-        for letter in letters:
-            if letter.state == RESOLVED:
-                result.already_resolved.append(letter.id)
-                continue
-            letter.state = REQUEUED
-            pending.append((letter.id, to_delivery(letter)))
+    pending = _mark_requeued(sessions, result, ids=ids, reason=reason)
     for letter_id, delivery in pending:
         try:
             publish(delivery)
@@ -133,6 +117,23 @@ def requeue(
         else:
             result.requeued.append(letter_id)
     return result
+
+
+def _mark_requeued(
+    sessions: SessionFactory, result: RequeueResult, *, ids: Sequence[int], reason: str | None
+) -> list[tuple[int, RawDelivery]]:
+    with sessions.begin() as session:
+        letters = _select_for_requeue(session, ids=ids, reason=reason)
+        found = {letter.id for letter in letters}
+        result.not_found = [letter_id for letter_id in ids if letter_id not in found]
+        pending = []
+        for letter in letters:
+            if letter.state == RESOLVED:
+                result.already_resolved.append(letter.id)
+            else:
+                letter.state = REQUEUED
+                pending.append((letter.id, to_delivery(letter)))
+    return pending
 
 
 def _select_for_requeue(

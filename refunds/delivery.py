@@ -19,6 +19,7 @@ KEPT_PREFIXES = ("x-genstore-", "webhook-")
 KEPT_HEADERS = frozenset({"content-type", "user-agent"})
 REDACTED = "[redacted]"
 DEFAULT_SHOP = "default"
+MAX_KEY_LENGTH = 255  # the database's column width for ids, topics and shops
 
 
 class MalformedDelivery(ValueError):
@@ -30,7 +31,7 @@ class RawDelivery:
     delivery_id: str
     topic: str | None
     shop: str
-    body: bytes
+    body: bytes = field(repr=False)
     received_at: datetime
     triggered_at: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -41,10 +42,13 @@ class RawDelivery:
     ) -> RawDelivery:
         kept = kept_headers(headers)
         topic = kept.get(TOPIC_HEADER) or None
+        shop = (kept.get(SHOP_HEADER) or "").strip().lower() or DEFAULT_SHOP
         return cls(
             delivery_id=delivery_id_for(kept, topic, body),
-            topic=topic,
-            shop=(kept.get(SHOP_HEADER) or "").strip().lower() or DEFAULT_SHOP,
+            # An over-long header still ends applied or dead-lettered, never unstorable;
+            # the full value stays in the kept headers.
+            topic=topic[:MAX_KEY_LENGTH] if topic else None,
+            shop=shop[:MAX_KEY_LENGTH],
             body=body,
             received_at=received_at,
             triggered_at=kept.get(TRIGGERED_AT_HEADER) or None,
@@ -95,6 +99,6 @@ def delivery_id_for(headers: Mapping[str, str], topic: str | None, body: bytes) 
     for name in DELIVERY_ID_HEADERS:
         value = (headers.get(name) or "").strip()
         if value:
-            return value[:255]
+            return value[:MAX_KEY_LENGTH]
     digest = hashlib.sha256((topic or "").encode("utf-8") + b"\n" + body)
     return digest.hexdigest()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_DATABASE_URL = "sqlite:///./refund-sink.db"
@@ -19,8 +19,8 @@ class ConfigError(Exception):
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str = DEFAULT_REDIS_URL
-    genstore_secrets: tuple[str, ...] = ()
-    standard_webhook_secret: str | None = None
+    genstore_secrets: tuple[str, ...] = field(default=(), repr=False)
+    standard_webhook_secret: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1_048_576
     max_retries: int = 8
     naive_tz: str = "UTC"

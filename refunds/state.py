@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 IN_PROGRESS = "in_progress"
 REFUNDED = "refunded"
@@ -40,9 +40,25 @@ class FundChange:
     previous_amount: Decimal | None
     at: datetime
 
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "amount": _text(self.amount),
+            "previous_amount": _text(self.previous_amount),
+            "at": self.at.isoformat(),
+        }
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
 
 @dataclass(frozen=True)
 class RefundState:
+    # The fields stored as they are; fund_changes is stored as JSON.
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "status", "refund_price", *FIELDS, "created_at", "updated_at", "events_applied",
+    )  # fmt: skip
+
     status: str
     refund_price: Decimal | None
     order_id: str | None

@@ -1,11 +1,23 @@
-"""The Celery side: `celery -A worker worker` finds `app` here."""
+"""The Celery side: `celery -A worker worker` (and `flower`) find `app` here.
 
-from refunds.settings import Settings
-from worker.celery_app import make_celery
-from worker.tasks import register_tasks
+The app is built from the environment on first access, not at import: the ingest imports
+`worker.publish` with settings of its own and must not depend on the process environment."""
 
-settings = Settings.from_env()
-app = make_celery(settings)
-apply_delivery = register_tasks(app, settings)
+from __future__ import annotations
 
-__all__ = ["app", "apply_delivery", "settings"]
+from typing import Any
+
+_BUILT = ("app", "apply_delivery", "settings")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _BUILT:
+        raise AttributeError(f"module 'worker' has no attribute {name!r}")
+    from refunds.settings import Settings
+    from worker.celery_app import make_celery
+    from worker.tasks import register_tasks
+
+    settings = Settings.from_env()
+    app = make_celery(settings)
+    globals().update(settings=settings, app=app, apply_delivery=register_tasks(app, settings))
+    return globals()[name]

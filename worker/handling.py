@@ -28,34 +28,30 @@ class DeliveryHandler:
         return outcome
 
     def on_failure(self, delivery: RawDelivery, error: Exception, attempt: int) -> float | None:
-        """Seconds to wait before the next attempt, or None once the delivery is a dead letter.
-
-        A dead letter that cannot be written (the database is still down) is not dropped:
-        the message is retried at the longest delay until it can be."""
+        """Seconds to wait before the next attempt, or None once the delivery is a dead letter."""
         transient = is_transient(error)
         if transient and attempt < self.settings.max_retries:
             delay = backoff_seconds(
-                attempt,
-                base=self.settings.retry_base_seconds,
-                cap=self.settings.retry_max_seconds,
+                attempt, base=self.settings.retry_base_seconds, cap=self.settings.retry_max_seconds
             )
-            log.warning(
-                "delivery %s: attempt %d failed (%s); retrying in %.2fs",
-                delivery.delivery_id, attempt, describe(error), delay,
-            )
+            log.warning("delivery %s: attempt %d failed (%s); retrying in %.2fs",
+                        delivery.delivery_id, attempt, describe(error), delay)
             return delay
         reason = "retries_exhausted" if transient else "internal_error"
+        return self._dead_letter(delivery, reason, describe(error), attempt)
+
+    def _dead_letter(
+        self, delivery: RawDelivery, reason: str, error: str, attempt: int
+    ) -> float | None:
+        """A dead letter that cannot be written (the database is still down) is not dropped:
+        the message is retried at the longest delay until it can be."""
         try:
             with session_factory(self.settings).begin() as session:
-                dead_letters.record(
-                    delivery, reason=reason, error=describe(error), attempts=attempt,
-                    session=session,
-                )
+                dead_letters.record(delivery, reason=reason, error=error, attempts=attempt,
+                                    session=session)
         except Exception as store_error:
-            log.error(
-                "delivery %s: cannot store dead letter (%s); keeping the message",
-                delivery.delivery_id, describe(store_error),
-            )
+            log.error("delivery %s: cannot store dead letter (%s); keeping the message",
+                      delivery.delivery_id, describe(store_error))
             return self.settings.retry_max_seconds
         log.error("delivery %s: dead-lettered as %s", delivery.delivery_id, reason)
         return None

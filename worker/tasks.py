@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 
 from refunds.apply import Outcome
 from refunds.delivery import MalformedDelivery, RawDelivery
@@ -33,6 +34,17 @@ def register_tasks(app: Celery, settings: Settings) -> Task:
             delay = handler.on_failure(delivery, error, attempt=self.request.retries + 1)
             if delay is None:
                 return Outcome.DEAD_LETTERED.value
-            raise self.retry(exc=error, countdown=delay, **display(delivery)) from None
+            retry_later(self, delivery, error, delay)
 
     return apply_delivery
+
+
+def retry_later(task: Task, delivery: RawDelivery, error: Exception, delay: float) -> NoReturn:
+    """Celery answers a retry it cannot publish with Reject(requeue=False), which deletes the
+    message; put it back on the queue instead."""
+    try:
+        raise task.retry(exc=error, countdown=delay, **display(delivery))
+    except Reject:
+        log.error("delivery %s: cannot publish the retry; returning it to the queue",
+                  delivery.delivery_id)
+        raise Reject(error, requeue=True) from None

@@ -110,3 +110,22 @@ def test_a_bug_is_dead_lettered_as_internal_error_at_once(settings: Settings) ->
     assert handler.on_failure(delivery(camel_event()), KeyError("oops"), attempt=1) is None
     [letter] = letters(settings)
     assert letter.reason == "internal_error" and "KeyError" in letter.error
+
+
+def test_a_dead_letter_whose_delivery_applies_elsewhere_is_resolved(settings: Settings) -> None:
+    # given a delivery dead-lettered after transient failures
+    raw = delivery(camel_event())
+    _exhaust(settings, raw)
+    # when Genstore redelivers the same delivery id and it applies
+    assert apply(settings, raw) is Outcome.APPLIED
+    # then the letter is resolved, and resending again keeps it so
+    assert apply(settings, raw) is Outcome.DUPLICATE_DELIVERY
+    [letter] = letters(settings)
+    assert letter.state == "resolved"
+
+
+def test_a_failure_recorded_after_another_copy_applied_is_resolved(settings: Settings) -> None:
+    raw = delivery(camel_event())
+    apply(settings, raw)
+    _exhaust(settings, raw)
+    assert letters(settings)[0].state == "resolved"

@@ -63,3 +63,35 @@ def test_any_order_any_duplicates_same_state_as_oracle(settings: Settings, case:
         sent[index] = raw
         apply(settings, raw)
     assert actual_state(view(settings, "42")) == expected_state(messages)
+
+
+@st.composite
+def loose_message_sets(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Messages that may share a time and may lack a price or a note: the tie-break and
+    "latest message that carries the field" rules."""
+    return [
+        camel_event(
+            refund_id="43",
+            status=draw(KINDS),
+            price=draw(st.none() | PRICES.map(str)),
+            note=draw(NOTES),
+            update_time=(START + timedelta(minutes=draw(st.integers(0, 3)))).isoformat(),
+        )
+        for _ in range(draw(st.integers(1, 6)))
+    ]
+
+
+@hypothesis_settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(messages=loose_message_sets(), data=st.data())
+def test_ties_and_missing_fields_do_not_depend_on_order(
+    settings: Settings, messages: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    states = []
+    for _ in range(2):
+        clear(settings)
+        for payload in data.draw(st.permutations(messages)):
+            apply(settings, delivery(payload))
+        states.append(view(settings, "43"))
+    assert states[0] == states[1]

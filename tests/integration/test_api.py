@@ -88,6 +88,10 @@ def test_order_refunds_and_paged_listing(client: FlaskClient, api_settings: Sett
             break
     assert seen == ["0", "1", "2", "3", "4"]
     assert client.get("/refunds?cursor=%%%", headers=headers).status_code == 400
+    naive = client.get("/refunds?updated_since=2025-01-01", headers=headers)
+    assert len(naive.get_json()["refunds"]) == 5
+    later = client.get("/refunds?updated_since=2030-01-01T00:00:00%2B08:00", headers=headers)
+    assert later.get_json()["refunds"] == []
     assert client.get("/refunds/nope", headers=headers).status_code == 404
 
 

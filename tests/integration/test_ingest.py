@@ -141,6 +141,12 @@ def test_readyz_names_the_dependency_that_failed(client: FlaskClient) -> None:
     assert client.get("/healthz").status_code == 200
 
 
+def test_ingest_refuses_a_malformed_standard_secret(redis_url: str) -> None:
+    settings = make_settings(UNREACHABLE_DB, redis_url, standard_webhook_secret="whsec_%%%")
+    with pytest.raises(ConfigError, match="STANDARD_WEBHOOK_SECRET"):
+        create_app(settings)
+
+
 def test_ingest_refuses_to_start_without_a_secret(redis_url: str) -> None:
     settings = make_settings(UNREACHABLE_DB, redis_url, genstore_secrets=(),
                              standard_webhook_secret=None)
