@@ -20,7 +20,8 @@ from refund_sink.servers import free_port
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "genstore-refund-event.json"
-CLI = [sys.executable, "-m", "refund_sink.cli"]
+# The console script pip installed, as the README runs it.
+CLI = [str(Path(sys.executable).parent / "refund-sink")]
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,

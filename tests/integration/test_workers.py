@@ -152,8 +152,10 @@ def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
 def test_sigkilled_worker_message_is_applied_once_after_visibility_timeout(
     pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
 ) -> None:
-    settings = make_settings(pg_url, redis_url, key_prefix, visibility_timeout=10,
-                             task_time_limit=8, lock_timeout_ms=7000)
+    # the worker waits up to 6 s for the row lock (statement timeout 7 s), long enough to be
+    # killed while it holds the message
+    settings = make_settings(pg_url, redis_url, key_prefix, visibility_timeout=15,
+                             task_time_limit=13, lock_timeout_ms=6000)
     client = create_app(settings).test_client()
     first, second = spec_sequence()[:2]
     with workers(settings, tmp_path) as [worker]:
@@ -168,7 +170,7 @@ def test_sigkilled_worker_message_is_applied_once_after_visibility_timeout(
     assert count(settings, Delivery) == 1
     with workers(settings, tmp_path):
         took = wait_for(lambda: count(settings, Delivery) == 2, 60, "message lost")
-    assert took < 10 + 15  # visibility timeout + restore sweep + start-up
+    assert took < 15 + 15  # visibility timeout + restore sweep + start-up
     assert view(settings, "7001")["events_applied"] == 2
     assert count(settings, MessageRecord) == 2
 
