@@ -7,10 +7,8 @@ from flask import Blueprint, Response, jsonify, request
 from ingest.auth import require_scope
 from ingest.services import services
 from refunds import dead_letters
-from refunds.delivery import RawDelivery
 from refunds.tokens import WRITE_REFUNDS
 from schemas.api import DeadLetterView
-from worker.publish import publish
 
 bp = Blueprint("dead_letters", __name__)
 
@@ -30,11 +28,7 @@ def list_dead_letters() -> Response:
 @require_scope(WRITE_REFUNDS)
 def requeue(letter_id: int) -> tuple[Response, int]:
     found = services()
-
-    def send(delivery: RawDelivery) -> None:
-        publish(found.celery, delivery)
-
-    result = dead_letters.requeue(found.sessions, send, ids=[letter_id])
+    result = dead_letters.requeue(found.sessions, found.publish, ids=[letter_id])
     if result.not_found:
         return jsonify(error="not_found"), 404
     if result.failed:

@@ -18,11 +18,21 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready when both the broker and the database answer; otherwise name the one that did not."""
-    checks = {"broker": _broker_ok(), "database": _database_ok()}
-    failed = [name for name, ok in checks.items() if not ok]
-    body = {name: "ok" if ok else "unavailable" for name, ok in checks.items()}
-    return jsonify(status="unavailable" if failed else "ready", **body), 503 if failed else 200
+    """Ready when the broker and the database answer. A broker outage while the spool takes
+    deliveries is `degraded` but still 200: taking this ingest out of service then would turn
+    durable 202s into refusals."""
+    broker, database = _broker_ok(), _database_ok()
+    spool = services().spool
+    spooled = spool.count()
+    body = {
+        "broker": "ok" if broker else "unavailable",
+        "database": "ok" if database else "unavailable",
+        "spool": "in_use" if spooled else "empty",
+        "spooled": spooled,
+    }
+    if not database or not (broker or spool.writable()):
+        return jsonify(status="unavailable", **body), 503
+    return jsonify(status="ready" if broker and not spooled else "degraded", **body), 200
 
 
 def _broker_ok() -> bool:

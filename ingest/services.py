@@ -1,25 +1,60 @@
-"""What the request handlers share: settings, the Celery client, database sessions."""
+"""What the request handlers share: settings, the Celery client, database sessions, and the
+spool that takes deliveries while the broker is away."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from celery import Celery
 from flask import current_app
 
+from ingest.spool import Drainer, Spool
 from refunds.db import SessionFactory, session_factory
+from refunds.delivery import RawDelivery
 from refunds.settings import Settings
+from worker.publish import publish
+
+# After a failed publish, go straight to the spool for this long instead of waiting on a
+# broker that is down for every request; the drainer keeps probing it meanwhile.
+BROKER_BACKOFF_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Services:
     settings: Settings
     celery: Celery
+    spool: Spool = field(init=False)
+    drainer: Drainer = field(init=False)
+    broker_down_until: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.spool = Spool(self.settings.spool_dir)
+        self.drainer = Drainer(self.spool, self.publish)
+        if self.spool.count():
+            self.drainer.ensure_running()
 
     @property
     def sessions(self) -> SessionFactory:
         """Created on first use: the webhook path never needs a database."""
         return session_factory(self.settings)
+
+    def publish(self, delivery: RawDelivery) -> None:
+        publish(self.celery, delivery)
+        self.broker_down_until = 0.0
+
+    def accept(self, delivery: RawDelivery) -> str:
+        """Queue the delivery, or spool it if the broker cannot take it. Returns where it went;
+        raises only when neither could (the caller answers 503)."""
+        if time.monotonic() >= self.broker_down_until:
+            try:
+                self.publish(delivery)
+                return "queue"
+            except Exception:
+                self.broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
+        self.spool.put(delivery)
+        self.drainer.ensure_running()
+        return "spool"
 
 
 def services() -> Services:

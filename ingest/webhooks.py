@@ -11,7 +11,6 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ingest.services import services
 from ingest.signatures import verify
 from refunds.delivery import RawDelivery
-from worker.publish import publish
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("refund_sink.ingest")
@@ -30,11 +29,13 @@ def receive() -> tuple[Response, int]:
         return jsonify(error="invalid_signature"), 401
     delivery = RawDelivery.from_request(body, headers, datetime.now(UTC))
     try:
-        publish(found.celery, delivery)
-    except Exception as error:
-        log.error("delivery %s: broker unavailable (%s)", delivery.delivery_id,
-                  type(error).__name__)
+        where = found.accept(delivery)
+    except OSError as error:
+        log.error("delivery %s: neither the broker nor the spool can take it (%s)",
+                  delivery.delivery_id, type(error).__name__)
         return jsonify(error="unavailable"), 503
+    if where == "spool":
+        log.warning("delivery %s spooled: broker unavailable", delivery.delivery_id)
     log.info("delivery %s accepted (topic %s, shop %s)", delivery.delivery_id, delivery.topic,
              delivery.shop)
     return jsonify(status="accepted", delivery_id=delivery.delivery_id), 202

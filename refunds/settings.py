@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_DATABASE_URL = "sqlite:///./refund-sink.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_SPOOL_DIR = "./.refund-sink/spool"
 
 
 class ConfigError(Exception):
@@ -31,6 +32,8 @@ class Settings:
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 60.0
     lock_timeout_ms: int = 10_000
+    spool_dir: str = DEFAULT_SPOOL_DIR
+    max_redeliveries: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +53,8 @@ class Settings:
             retry_base_seconds=_float(env, "REFUND_SINK_RETRY_BASE_SECONDS", 1.0),
             retry_max_seconds=_float(env, "REFUND_SINK_RETRY_MAX_SECONDS", 60.0),
             lock_timeout_ms=_int(env, "REFUND_SINK_LOCK_TIMEOUT_MS", 10_000, minimum=1),
+            spool_dir=env.get("REFUND_SINK_SPOOL_DIR") or DEFAULT_SPOOL_DIR,
+            max_redeliveries=_int(env, "REFUND_SINK_MAX_REDELIVERIES", 5, minimum=1),
         )
         settings.check_timeouts()
         return settings

@@ -5,6 +5,7 @@ and queue, and removes them afterwards."""
 from __future__ import annotations
 
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from refunds.db import session_factory
 from refunds.models import Base
 from refunds.settings import Settings
 
+SPOOL_ROOT = Path(tempfile.mkdtemp(prefix="refund-sink-test-spool-"))
 SECRET = "test-genstore-secret"
 OLD_SECRET = "test-genstore-secret-previous"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -36,6 +38,12 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite") / "template.db"
     upgrade_database(Settings(database_url=f"sqlite:///{path}"))
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_spools() -> Iterator[None]:
+    yield
+    shutil.rmtree(SPOOL_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +104,7 @@ def make_settings(database_url: str, redis_url: str = "redis://127.0.0.1:1/0",
         "retry_base_seconds": 0.05,
         "retry_max_seconds": 0.2,
         "lock_timeout_ms": 500,
+        "spool_dir": str(SPOOL_ROOT / uuid.uuid4().hex),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

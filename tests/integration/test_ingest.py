@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from pathlib import Path
 
 import pytest
 from conftest import OLD_SECRET, SECRET, STANDARD_SECRET, make_settings
@@ -123,21 +124,25 @@ def test_authenticated_garbage_is_still_accepted(client: FlaskClient,
     assert queued(ingest_settings)[0].body == body
 
 
-def test_unreachable_broker_gets_503(ingest_settings: Settings) -> None:
-    settings = make_settings(UNREACHABLE_DB, "redis://127.0.0.1:1/0")
+def test_unreachable_broker_and_no_spool_gets_503(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    settings = make_settings(UNREACHABLE_DB, "redis://127.0.0.1:1/0",
+                             spool_dir=str(blocker / "spool"))
     client = create_app(settings).test_client()
     started = time.monotonic()
     response = post(client, BODY, genstore_headers(BODY, SECRET))
     assert response.status_code == 503
     assert response.get_json() == {"error": "unavailable"}
     assert time.monotonic() - started < 10
+    assert client.get("/readyz").status_code == 503
 
 
 def test_readyz_names_the_dependency_that_failed(client: FlaskClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "unavailable", "broker": "ok",
-                                   "database": "unavailable"}
+                                   "database": "unavailable", "spool": "empty", "spooled": 0}
     assert client.get("/healthz").status_code == 200
 
 

@@ -1,0 +1,47 @@
+"""Broker outage: the ingest keeps answering 202 from its spool, then hands everything to the
+broker when it returns, delivery ids intact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from backing_services import stop
+from conftest import SECRET, make_settings
+from payloads import camel_event, to_body
+from processes import wait_for
+from queued_messages import queued
+from signing import genstore_headers
+
+from ingest import create_app
+from refund_sink.servers import free_port, start_redis
+
+pytestmark = pytest.mark.integration
+
+
+def test_deliveries_during_a_broker_outage_are_spooled_then_queued(tmp_path: Path) -> None:
+    port = free_port()
+    redis_dir = tmp_path / "redis"
+    broker = start_redis(redis_dir, port)
+    settings = make_settings("sqlite:///unused.db", f"redis://127.0.0.1:{port}/0",
+                             spool_dir=str(tmp_path / "spool"))
+    client = create_app(settings).test_client()
+    stop(broker)
+    try:
+        # while Redis is down every signed delivery is still accepted
+        for number in range(20):
+            body = to_body(camel_event(refund_id=str(number)))
+            headers = genstore_headers(body, SECRET, **{"X-Genstore-Webhook-Id": f"w-{number}"})
+            response = client.post("/webhooks/genstore", data=body, headers=headers)
+            assert response.status_code == 202
+        ready = client.get("/readyz").get_json()
+        assert (ready["broker"], ready["spool"], ready["spooled"]) == ("unavailable",
+                                                                       "in_use", 20)
+        # when Redis comes back, the drainer hands every delivery over, ids intact
+        broker = start_redis(redis_dir, port)
+        wait_for(lambda: len(queued(settings)) == 20, 30, "spool not drained")
+        assert sorted(raw.delivery_id for raw in queued(settings)) == sorted(
+            f"w-{number}" for number in range(20))
+        assert client.get("/readyz").get_json()["spool"] == "empty"
+    finally:
+        stop(broker)
