@@ -24,6 +24,7 @@ REASONS = (
     "unsupported_topic",
     "unknown_status",
     "retries_exhausted",
+    "worker_lost",
     "internal_error",
 )
 

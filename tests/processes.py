@@ -17,6 +17,8 @@ from backing_services import stop
 
 from refunds.settings import Settings
 
+POISON_WORKER = Path(__file__).with_name("poison_worker.py")
+
 
 def environment(settings: Settings, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
@@ -32,6 +34,7 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
         REFUND_SINK_LOCK_TIMEOUT_MS=str(settings.lock_timeout_ms),
         REFUND_SINK_VISIBILITY_TIMEOUT=str(settings.visibility_timeout),
         REFUND_SINK_TASK_TIME_LIMIT=str(settings.task_time_limit),
+        REFUND_SINK_MAX_REDELIVERIES=str(settings.max_redeliveries),
     )
     env.update(extra)
     return env
@@ -41,10 +44,12 @@ class Worker:
     """One `celery -A worker worker` (a main process and its pool children) in its own
     process group, so a test can kill all of it at once."""
 
-    def __init__(self, settings: Settings, log_dir: Path, concurrency: int = 2):
+    def __init__(self, settings: Settings, log_dir: Path, concurrency: int = 2,
+                 poisoned: bool = False):
         self.log = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
+        main = [str(POISON_WORKER)] if poisoned else ["-m", "celery", "-A", "worker"]
         command = [
-            sys.executable, "-m", "celery", "-A", "worker", "worker",
+            sys.executable, *main, "worker",
             "--concurrency", str(concurrency), "--queues", settings.queue,
             "--hostname", f"{self.log.stem}@%h", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle",
@@ -69,12 +74,12 @@ class Worker:
 
 
 @contextmanager
-def workers(settings: Settings, log_dir: Path, count: int = 1,
-            concurrency: int = 2) -> Iterator[list[Worker]]:
+def workers(settings: Settings, log_dir: Path, count: int = 1, concurrency: int = 2,
+            poisoned: bool = False) -> Iterator[list[Worker]]:
     started: list[Worker] = []
     try:
         for _ in range(count):
-            started.append(Worker(settings, log_dir, concurrency))
+            started.append(Worker(settings, log_dir, concurrency, poisoned))
         yield started
     finally:
         for worker in started:

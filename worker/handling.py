@@ -40,6 +40,11 @@ class DeliveryHandler:
         reason = "retries_exhausted" if transient else "internal_error"
         return self._dead_letter(delivery, reason, describe(error), attempt)
 
+    def on_worker_lost(self, delivery: RawDelivery, lost: int) -> float | None:
+        """A poison message: its worker process died on each of its last `lost` starts."""
+        error = f"the worker process died {lost} times while applying this delivery"
+        return self._dead_letter(delivery, "worker_lost", error, lost)
+
     def _dead_letter(
         self, delivery: RawDelivery, reason: str, error: str, attempt: int
     ) -> float | None:

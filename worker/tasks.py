@@ -14,12 +14,14 @@ from refunds.settings import Settings
 from worker.celery_app import TASK_NAME
 from worker.handling import DeliveryHandler
 from worker.publish import display
+from worker.redeliveries import StartCounter
 
 log = logging.getLogger("refund_sink.worker")
 
 
 def register_tasks(app: Celery, settings: Settings) -> Task:
     handler = DeliveryHandler(settings)
+    starts = StartCounter(settings)
 
     @app.task(name=TASK_NAME, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def apply_delivery(self: Task, wire: dict[str, Any]) -> str:
@@ -28,15 +30,35 @@ def register_tasks(app: Celery, settings: Settings) -> Task:
         except MalformedDelivery as error:
             log.error("dropping a queue message this sink did not write: %s", error)
             return "malformed"
+        started = starts.start(self.request.id)
         try:
-            return handler.handle(delivery).value
-        except Exception as error:
-            delay = handler.on_failure(delivery, error, attempt=self.request.retries + 1)
-            if delay is None:
-                return Outcome.DEAD_LETTERED.value
-            retry_later(self, delivery, error, delay)
+            if started > settings.max_redeliveries:
+                lost = handler.on_worker_lost(delivery, lost=started - 1)
+                return finish(self, delivery, WorkerLost(delivery.delivery_id), lost)
+            return apply(self, handler, delivery)
+        finally:
+            starts.finish(self.request.id)  # not reached when the process is killed
 
     return apply_delivery
+
+
+class WorkerLost(Exception):
+    """Worker processes died applying this delivery, and its dead letter could not be stored."""
+
+
+def apply(task: Task, handler: DeliveryHandler, delivery: RawDelivery) -> str:
+    try:
+        return handler.handle(delivery).value
+    except Exception as error:
+        delay = handler.on_failure(delivery, error, attempt=task.request.retries + 1)
+        return finish(task, delivery, error, delay)
+
+
+def finish(task: Task, delivery: RawDelivery, error: Exception, delay: float | None) -> str:
+    """Dead-lettered (no delay), or sent round again after the delay."""
+    if delay is None:
+        return Outcome.DEAD_LETTERED.value
+    retry_later(task, delivery, error, delay)
 
 
 def retry_later(task: Task, delivery: RawDelivery, error: Exception, delay: float) -> NoReturn:

@@ -1,0 +1,42 @@
+"""Counting how often a task message starts, to stop a poison message that kills its worker
+process every time: such a message never ends normally, so it is requeued again and again.
+
+Each start increments a counter in Redis keyed by the task message's id (a redelivered
+message keeps its id; a retry or a requeue is a new message); every normal end deletes it.
+A count above the limit means the previous starts all died mid-message."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import redis
+
+from refunds.settings import Settings
+
+log = logging.getLogger("refund_sink.worker")
+COUNTER_TTL_SECONDS = 7 * 24 * 3600
+
+
+class StartCounter:
+    def __init__(self, settings: Settings):
+        self.client = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
+                                           socket_connect_timeout=2)
+        self.prefix = f"{settings.redis_key_prefix}refund-sink:starts:"
+
+    def start(self, message_id: str) -> int:
+        """How many times this message has started, this time included (1 if unknown)."""
+        key = self.prefix + message_id
+        try:
+            pipe = self.client.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, COUNTER_TTL_SECONDS)
+            count, _ = pipe.execute()
+            return int(count)
+        except redis.RedisError as error:
+            log.warning("cannot count starts of %s (%s)", message_id, type(error).__name__)
+            return 1
+
+    def finish(self, message_id: str) -> None:
+        with contextlib.suppress(redis.RedisError):  # else the key expires on its own
+            self.client.delete(self.prefix + message_id)
