@@ -37,8 +37,15 @@ def make_celery(settings: Settings) -> Celery:
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=max(1, settings.task_time_limit - 5),
         broker_transport_options=transport_options(settings),
+        # Keep reconnecting through a broker outage of any length (the default gives up after
+        # 100 attempts and the worker exits); kombu >= 5.4 carries the fix for workers that
+        # reconnected but stopped consuming (celery issues 8030, 8091, 9054).
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
         broker_connection_timeout=2,
+        # On a lost broker connection, stop running tasks: their acks could not reach Redis
+        # anyway, the messages come back, and the dedupe makes the rerun harmless.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
