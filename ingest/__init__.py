@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ingest import dead_letters_api, health, refunds_api, webhooks
+from ingest import dead_letters_api, health, metrics_api, refunds_api, webhooks
 from ingest.services import Services
 from ingest.signatures import check_standard_secret
+from refunds import logs
 from refunds.settings import Settings
 from worker.celery_app import make_celery
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
+    logs.configure()
     settings.require_webhook_secret()
     check_standard_secret(settings.standard_webhook_secret)
     app = Flask(__name__)
@@ -22,7 +24,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["refund_sink"] = Services(settings=settings, celery=make_celery(settings))
-    for blueprint in (webhooks.bp, refunds_api.bp, dead_letters_api.bp, health.bp):
+    for blueprint in (webhooks.bp, refunds_api.bp, dead_letters_api.bp, health.bp,
+                      metrics_api.bp):
         app.register_blueprint(blueprint)
     return app
 

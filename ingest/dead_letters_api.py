@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ingest.auth import require_scope
 from ingest.services import services
-from refunds import dead_letters
+from refunds import dead_letters, metrics
 from refunds.tokens import WRITE_REFUNDS
 from schemas.api import DeadLetterView
 
@@ -29,6 +29,7 @@ def list_dead_letters() -> Response:
 def requeue(letter_id: int) -> tuple[Response, int]:
     found = services()
     result = dead_letters.requeue(found.sessions, found.publish, ids=[letter_id])
+    metrics.REQUEUED.inc(len(result.requeued))
     if result.not_found:
         return jsonify(error="not_found"), 404
     if result.failed:

@@ -18,21 +18,35 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready when the broker and the database answer. A broker outage while the spool takes
-    deliveries is `degraded` but still 200: taking this ingest out of service then would turn
-    durable 202s into refusals."""
+    """The SPEC's readiness: 503 naming the broker or the database when one does not answer.
+    The body also says whether deliveries are waiting in the spool."""
     broker, database = _broker_ok(), _database_ok()
-    spool = services().spool
-    spooled = spool.count()
     body = {
         "broker": "ok" if broker else "unavailable",
         "database": "ok" if database else "unavailable",
-        "spool": "in_use" if spooled else "empty",
-        "spooled": spooled,
+        **_spool_state(),
     }
-    if not database or not (broker or spool.writable()):
-        return jsonify(status="unavailable", **body), 503
-    return jsonify(status="ready" if broker and not spooled else "degraded", **body), 200
+    ready = broker and database
+    return jsonify(status="ready" if ready else "unavailable", **body), 200 if ready else 503
+
+
+@bp.get("/readyz/webhooks")
+def webhooks_ready() -> tuple[Response, int]:
+    """Can this process accept deliveries durably? Yes while the broker or the spool can take
+    them; the database plays no part. The probe for load balancers: taking a spooling ingest
+    out of service during a broker or database outage would turn durable 202s into refusals,
+    and Genstore gives up after 8 of those."""
+    broker = _broker_ok()
+    writable = services().spool.writable()
+    body = {"broker": "ok" if broker else "unavailable", **_spool_state()}
+    if broker or writable:
+        return jsonify(status="ready" if broker else "degraded", **body), 200
+    return jsonify(status="unavailable", **body), 503
+
+
+def _spool_state() -> dict[str, object]:
+    spooled = services().spool.count()
+    return {"spool": "in_use" if spooled else "empty", "spooled": spooled}
 
 
 def _broker_ok() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
@@ -10,7 +11,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ingest.services import services
 from ingest.signatures import verify
+from refunds import metrics
 from refunds.delivery import RawDelivery
+from refunds.logs import event
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("refund_sink.ingest")
@@ -20,27 +23,59 @@ log = logging.getLogger("refund_sink.ingest")
 def receive() -> tuple[Response, int]:
     found = services()
     settings = found.settings
+    started = time.perf_counter()
     if (request.content_length or 0) > settings.max_body_bytes:
         raise RequestEntityTooLarge()
-    body = request.get_data(cache=False)
+    body = read_body(settings.max_body_bytes)
     headers = {name.lower(): value for name, value in request.headers.items()}
     if not verify(body, headers, settings.genstore_secrets, settings.standard_webhook_secret):
-        log.info("rejected delivery: invalid signature")
-        return jsonify(error="invalid_signature"), 401
-    delivery = RawDelivery.from_request(body, headers, datetime.now(UTC))
+        return _refuse("invalid_signature", 401)
+    delivery = RawDelivery.from_request(body, storable(headers), datetime.now(UTC))
     try:
-        where = found.accept(delivery)
+        via = found.accept(delivery)
     except OSError as error:
-        log.error("delivery %s: neither the broker nor the spool can take it (%s)",
-                  delivery.delivery_id, type(error).__name__)
-        return jsonify(error="unavailable"), 503
-    if where == "spool":
-        log.warning("delivery %s spooled: broker unavailable", delivery.delivery_id)
-    log.info("delivery %s accepted (topic %s, shop %s)", delivery.delivery_id, delivery.topic,
-             delivery.shop)
+        event(log, "delivery refused", logging.ERROR, delivery_id=delivery.delivery_id,
+              error=f"neither broker nor spool can take it: {type(error).__name__}")
+        return _refuse("unavailable", 503)
+    metrics.ACCEPTED.labels(via).inc()
+    event(log, "delivery accepted", logging.WARNING if via == "spool" else logging.INFO,
+          delivery_id=delivery.delivery_id, topic=delivery.topic, shop=delivery.shop, via=via,
+          bytes=len(body), duration_ms=round((time.perf_counter() - started) * 1000, 2))
     return jsonify(status="accepted", delivery_id=delivery.delivery_id), 202
+
+
+def _refuse(reason: str, status: int) -> tuple[Response, int]:
+    metrics.REJECTED.labels(reason).inc()
+    event(log, "delivery rejected", reason=reason, status=status)
+    return jsonify(error=reason), status
+
+
+def read_body(limit: int) -> bytes:
+    """The body, or RequestEntityTooLarge past `limit`. For a chunked body (no Content-Length)
+    werkzeug stops reading at MAX_CONTENT_LENGTH and returns what it read, silently cut
+    short (then answered 401, not 413): read it here, one byte past the limit to tell."""
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    stream = request.environ["wsgi.input"]
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = stream.read(min(64 * 1024, limit + 1 - len(body)))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    return bytes(body)
+
+
+def storable(headers: dict[str, str]) -> dict[str, str]:
+    """Header values any database text column can hold. gunicorn refuses NUL in a header;
+    other servers (and the test client) pass it on, and PostgreSQL text cannot store it, so
+    a NUL in the topic, shop or delivery id made the delivery unstorable, even as a dead
+    letter."""
+    return {name: value.replace("\x00", "\ufffd") for name, value in headers.items()}
 
 
 @bp.app_errorhandler(RequestEntityTooLarge)
 def too_large(_error: RequestEntityTooLarge) -> tuple[Response, int]:
-    return jsonify(error="body_too_large"), 413
+    return _refuse("body_too_large", 413)

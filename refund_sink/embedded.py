@@ -64,11 +64,12 @@ class EmbeddedSink:
         )
 
     def _start_processes(self, env: dict[str, str]) -> None:
-        from refund_sink.processes import gunicorn_command, worker_command
+        from refund_sink.processes import gunicorn_command, with_metrics_dir, worker_command
         from refunds.settings import Settings
 
         settings = Settings.from_env(env)
-        self._spawn("ingest", gunicorn_command(f"{self.host}:{self.port}", 2), env)
+        self._spawn("ingest", gunicorn_command(f"{self.host}:{self.port}", 2),
+                    with_metrics_dir(env))
         self._spawn("worker", worker_command(settings, 1), env)
         flower = [sys.executable, "-m", "celery", "-A", "worker", "flower",
                   "--address=127.0.0.1", f"--port={self.flower_port}"]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import redis
 
+from refund_sink.servers import ServerError
 from refunds.settings import Settings
 
 
@@ -27,15 +31,27 @@ def add_commands(commands: Any) -> None:
     worker.add_argument("--concurrency", type=int, default=2)
     worker.set_defaults(handler=run_worker)
 
+    alive = commands.add_parser("worker-alive", help="exit 0 if this host's worker is alive "
+                                "(its heartbeat file is fresh): a cheap liveness probe")
+    alive.add_argument("--max-age", type=float, default=60.0, help="seconds")
+    alive.set_defaults(handler=worker_alive)
+
 
 def gunicorn_command(bind: str, workers: int) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn",
+        "--config", "python:ingest.gunicorn_config",
         "--bind", bind,
         "--workers", str(workers),
-        "--graceful-timeout", "20",
         "ingest:create_app()",
     ]
+
+
+def with_metrics_dir(env: dict[str, str]) -> dict[str, str]:
+    """gunicorn's processes count into one fresh directory so a scrape sees their sum."""
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="refund-sink-ingest-")}
+    return env
 
 
 def worker_command(settings: Settings, concurrency: int) -> list[str]:
@@ -55,7 +71,7 @@ def worker_command(settings: Settings, concurrency: int) -> list[str]:
 def run_ingest(args: argparse.Namespace) -> int:
     Settings.from_env().require_webhook_secret()
     command = gunicorn_command(args.bind, args.workers)
-    os.execv(command[0], command)
+    os.execve(command[0], command, with_metrics_dir(dict(os.environ)))
     return 0  # pragma: no cover - execv does not return
 
 
@@ -65,6 +81,17 @@ def run_worker(args: argparse.Namespace) -> int:
     command = worker_command(settings, args.concurrency)
     os.execv(command[0], command)
     return 0  # pragma: no cover
+
+
+def worker_alive(args: argparse.Namespace) -> int:
+    heartbeat = Path(Settings.from_env().heartbeat_file)
+    try:
+        age = time.time() - heartbeat.stat().st_mtime
+    except FileNotFoundError:
+        raise ServerError(f"no worker heartbeat at {heartbeat}") from None
+    if age > args.max_age:
+        raise ServerError(f"worker heartbeat is {age:.0f}s old (limit {args.max_age:.0f}s)")
+    return 0
 
 
 def run_embedded(args: argparse.Namespace) -> int:

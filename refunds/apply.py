@@ -4,6 +4,7 @@ the caller's transaction, so the dedupe record and the state change commit toget
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,12 +26,22 @@ class Outcome(enum.StrEnum):
     DEAD_LETTERED = "dead_lettered"
 
 
-def process_delivery(delivery: RawDelivery, *, session: Session, naive_tz: str) -> Outcome:
+@dataclass(frozen=True)
+class Result:
+    """What one delivery did, for logs and metrics once the transaction has committed."""
+
+    outcome: Outcome
+    refund_id: str | None = None
+    reason: str | None = None  # the dead-letter reason
+    stale: bool = False  # applied, but older than the refund's latest message
+
+
+def process_delivery(delivery: RawDelivery, *, session: Session, naive_tz: str) -> Result:
     now = datetime.now(UTC)
     archive(delivery, session=session, now=now)
     if session.get(Delivery, delivery.delivery_id) is not None:
         dead_letters.resolve(delivery.delivery_id, session=session, now=now)
-        return Outcome.DUPLICATE_DELIVERY
+        return Result(Outcome.DUPLICATE_DELIVERY)
     try:
         message = parse_delivery(
             delivery.body,
@@ -48,7 +59,7 @@ def process_delivery(delivery: RawDelivery, *, session: Session, naive_tz: str) 
             errors=rejected.errors,
             session=session,
         )
-        return Outcome.DEAD_LETTERED
+        return Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
     return apply_message(message, delivery=delivery, session=session, now=now)
 
 
@@ -67,12 +78,12 @@ def archive(delivery: RawDelivery, *, session: Session, now: datetime) -> None:
 
 def apply_message(
     message: RefundMessage, *, delivery: RawDelivery, session: Session, now: datetime
-) -> Outcome:
+) -> Result:
     """Claim the delivery id, lock the refund, record the message unless its content is
     already recorded, then recompute the refund from all its messages."""
     dead_letters.resolve(delivery.delivery_id, session=session, now=now)
     if not _claim_delivery(message, delivery=delivery, session=session, now=now):
-        return Outcome.DUPLICATE_DELIVERY
+        return Result(Outcome.DUPLICATE_DELIVERY, message.refund_id)
     refund = _locked_refund(message, session=session)
     message_id = insert_ignore(
         session,
@@ -84,10 +95,11 @@ def apply_message(
     claim = session.get_one(Delivery, delivery.delivery_id)
     if message_id is None:
         claim.outcome = Outcome.DUPLICATE_MESSAGE.value
-        return Outcome.DUPLICATE_MESSAGE
+        return Result(Outcome.DUPLICATE_MESSAGE, message.refund_id)
     claim.message_id = message_id
+    stale = refund.updated_at is not None and message.occurred_at < refund.updated_at
     _refresh(refund, session=session, now=now)
-    return Outcome.APPLIED
+    return Result(Outcome.APPLIED, message.refund_id, stale=stale)
 
 
 def _claim_delivery(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,7 +13,10 @@ from sqlalchemy.orm import Session
 
 from refunds.db import SessionFactory, insert_ignore
 from refunds.delivery import TRIGGERED_AT_HEADER, RawDelivery
+from refunds.logs import event
 from refunds.models import DeadLetter, Delivery
+
+log = logging.getLogger("refund_sink.dead_letters")
 
 DEAD = "dead"
 REQUEUED = "requeued"
@@ -112,11 +116,15 @@ def requeue(
     for letter_id, delivery in pending:
         try:
             publish(delivery)
-        except Exception:
+        except Exception as error:
             _set_state(sessions, letter_id, DEAD)
             result.failed.append(letter_id)
+            event(log, "dead letter requeue failed", logging.ERROR, dead_letter_id=letter_id,
+                  delivery_id=delivery.delivery_id, error=type(error).__name__)
         else:
             result.requeued.append(letter_id)
+            event(log, "dead letter requeued", dead_letter_id=letter_id,
+                  delivery_id=delivery.delivery_id, shop=delivery.shop)
     return result
 
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DEFAULT_DATABASE_URL = "sqlite:///./refund-sink.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_SPOOL_DIR = "./.refund-sink/spool"
+DEFAULT_HEARTBEAT_FILE = "/tmp/refund-sink-worker.heartbeat"  # noqa: S108 - per container
 
 
 class ConfigError(Exception):
@@ -34,6 +35,8 @@ class Settings:
     lock_timeout_ms: int = 10_000
     spool_dir: str = DEFAULT_SPOOL_DIR
     max_redeliveries: int = 5
+    heartbeat_file: str = DEFAULT_HEARTBEAT_FILE
+    metrics_port: int = 9191
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +58,8 @@ class Settings:
             lock_timeout_ms=_int(env, "REFUND_SINK_LOCK_TIMEOUT_MS", 10_000, minimum=1),
             spool_dir=env.get("REFUND_SINK_SPOOL_DIR") or DEFAULT_SPOOL_DIR,
             max_redeliveries=_int(env, "REFUND_SINK_MAX_REDELIVERIES", 5, minimum=1),
+            heartbeat_file=env.get("REFUND_SINK_HEARTBEAT_FILE") or DEFAULT_HEARTBEAT_FILE,
+            metrics_port=_int(env, "REFUND_SINK_METRICS_PORT", 9191, minimum=0),
         )
         settings.check_timeouts()
         return settings

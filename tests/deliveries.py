@@ -39,7 +39,7 @@ def delivery(
 
 def apply(settings: Settings, raw: RawDelivery) -> Outcome:
     with session_factory(settings).begin() as session:
-        return process_delivery(raw, session=session, naive_tz=settings.naive_tz)
+        return process_delivery(raw, session=session, naive_tz=settings.naive_tz).outcome
 
 
 def view(settings: Settings, refund_id: str, shop: str = "default") -> dict[str, object]:

@@ -35,6 +35,8 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
         REFUND_SINK_VISIBILITY_TIMEOUT=str(settings.visibility_timeout),
         REFUND_SINK_TASK_TIME_LIMIT=str(settings.task_time_limit),
         REFUND_SINK_MAX_REDELIVERIES=str(settings.max_redeliveries),
+        REFUND_SINK_METRICS_PORT=str(settings.metrics_port),
+        REFUND_SINK_HEARTBEAT_FILE=settings.heartbeat_file,
     )
     env.update(extra)
     return env
@@ -45,7 +47,7 @@ class Worker:
     process group, so a test can kill all of it at once."""
 
     def __init__(self, settings: Settings, log_dir: Path, concurrency: int = 2,
-                 poisoned: bool = False):
+                 poisoned: bool = False, **extra_env: str):
         self.log = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         main = [str(POISON_WORKER)] if poisoned else ["-m", "celery", "-A", "worker"]
         command = [
@@ -56,7 +58,8 @@ class Worker:
         ]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                command, env=environment(settings), stdout=out, stderr=subprocess.STDOUT,
+                command, env=environment(settings, **extra_env), stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         wait_for(lambda: "ready." in self.output(), 60, f"worker not ready: {self.log}")
@@ -75,11 +78,11 @@ class Worker:
 
 @contextmanager
 def workers(settings: Settings, log_dir: Path, count: int = 1, concurrency: int = 2,
-            poisoned: bool = False) -> Iterator[list[Worker]]:
+            poisoned: bool = False, **extra_env: str) -> Iterator[list[Worker]]:
     started: list[Worker] = []
     try:
         for _ in range(count):
-            started.append(Worker(settings, log_dir, concurrency, poisoned))
+            started.append(Worker(settings, log_dir, concurrency, poisoned, **extra_env))
         yield started
     finally:
         for worker in started:

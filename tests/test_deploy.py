@@ -253,7 +253,7 @@ def test_ingest_probes_scaling_and_spool() -> None:
     ingest = workload("refund-sink-ingest")
     (container,) = ingest["spec"]["template"]["spec"]["containers"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz/webhooks"
     spool = {e["name"]: e.get("value") for e in container["env"]}["REFUND_SINK_SPOOL_DIR"]
     (claim,) = ingest["spec"]["volumeClaimTemplates"]
     assert {"name": claim["metadata"]["name"], "mountPath": spool} in container["volumeMounts"]

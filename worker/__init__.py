@@ -13,11 +13,15 @@ _BUILT = ("app", "apply_delivery", "settings")
 def __getattr__(name: str) -> Any:
     if name not in _BUILT:
         raise AttributeError(f"module 'worker' has no attribute {name!r}")
+    from worker import observability
+
+    observability.prepare_metrics_dir()
     from refunds.settings import Settings
     from worker.celery_app import make_celery
     from worker.tasks import register_tasks
 
     settings = Settings.from_env()
+    observability.install(settings)
     app = make_celery(settings)
     globals().update(settings=settings, app=app, apply_delivery=register_tasks(app, settings))
     return globals()[name]

@@ -4,13 +4,15 @@ called and tested as plain functions."""
 from __future__ import annotations
 
 import logging
+import time
 
 import sqlalchemy.exc
 
-from refunds import dead_letters
-from refunds.apply import Outcome, process_delivery
+from refunds import dead_letters, metrics
+from refunds.apply import Outcome, Result, process_delivery
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
+from refunds.logs import event
 from refunds.settings import Settings
 from worker.retry import backoff_seconds, is_transient
 
@@ -21,11 +23,16 @@ class DeliveryHandler:
     def __init__(self, settings: Settings):
         self.settings = settings
 
-    def handle(self, delivery: RawDelivery) -> Outcome:
+    def handle(self, delivery: RawDelivery) -> Result:
+        started = time.perf_counter()
         with session_factory(self.settings).begin() as session:
-            outcome = process_delivery(delivery, session=session, naive_tz=self.settings.naive_tz)
-        log.info("delivery %s: %s", delivery.delivery_id, outcome.value)
-        return outcome
+            result = process_delivery(delivery, session=session, naive_tz=self.settings.naive_tz)
+        seconds = time.perf_counter() - started
+        metrics.record(result, seconds)
+        event(log, _EVENTS[result.outcome], delivery_id=delivery.delivery_id,
+              shop=delivery.shop, refund_id=result.refund_id, reason=result.reason,
+              stale=result.stale or None, duration_ms=round(seconds * 1000, 2))
+        return result
 
     def on_failure(self, delivery: RawDelivery, error: Exception, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None once the delivery is a dead letter."""
@@ -34,8 +41,10 @@ class DeliveryHandler:
             delay = backoff_seconds(
                 attempt, base=self.settings.retry_base_seconds, cap=self.settings.retry_max_seconds
             )
-            log.warning("delivery %s: attempt %d failed (%s); retrying in %.2fs",
-                        delivery.delivery_id, attempt, describe(error), delay)
+            metrics.RETRIES.inc()
+            event(log, "delivery retry", logging.WARNING, delivery_id=delivery.delivery_id,
+                  shop=delivery.shop, attempt=attempt, error=describe(error),
+                  retry_in_s=round(delay, 2))
             return delay
         reason = "retries_exhausted" if transient else "internal_error"
         return self._dead_letter(delivery, reason, describe(error), attempt)
@@ -55,11 +64,21 @@ class DeliveryHandler:
                 dead_letters.record(delivery, reason=reason, error=error, attempts=attempt,
                                     session=session)
         except Exception as store_error:
-            log.error("delivery %s: cannot store dead letter (%s); keeping the message",
-                      delivery.delivery_id, describe(store_error))
+            event(log, "dead letter not stored", logging.ERROR, delivery_id=delivery.delivery_id,
+                  error=describe(store_error))
             return self.settings.retry_max_seconds
-        log.error("delivery %s: dead-lettered as %s", delivery.delivery_id, reason)
+        metrics.DEAD_LETTERED.labels(reason).inc()
+        event(log, "delivery dead-lettered", logging.ERROR, delivery_id=delivery.delivery_id,
+              shop=delivery.shop, reason=reason, attempts=attempt, error=error)
         return None
+
+
+_EVENTS = {
+    Outcome.APPLIED: "delivery applied",
+    Outcome.DUPLICATE_DELIVERY: "delivery duplicate",
+    Outcome.DUPLICATE_MESSAGE: "delivery duplicate",
+    Outcome.DEAD_LETTERED: "delivery dead-lettered",
+}
 
 
 def describe(error: BaseException) -> str:

@@ -48,7 +48,7 @@ class WorkerLost(Exception):
 
 def apply(task: Task, handler: DeliveryHandler, delivery: RawDelivery) -> str:
     try:
-        return handler.handle(delivery).value
+        return handler.handle(delivery).outcome.value
     except Exception as error:
         delay = handler.on_failure(delivery, error, attempt=task.request.retries + 1)
         return finish(task, delivery, error, delay)

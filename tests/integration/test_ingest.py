@@ -135,7 +135,7 @@ def test_unreachable_broker_and_no_spool_gets_503(tmp_path: Path) -> None:
     assert response.status_code == 503
     assert response.get_json() == {"error": "unavailable"}
     assert time.monotonic() - started < 10
-    assert client.get("/readyz").status_code == 503
+    assert client.get("/readyz/webhooks").status_code == 503
 
 
 def test_readyz_names_the_dependency_that_failed(client: FlaskClient) -> None:
@@ -144,6 +144,9 @@ def test_readyz_names_the_dependency_that_failed(client: FlaskClient) -> None:
     assert response.get_json() == {"status": "unavailable", "broker": "ok",
                                    "database": "unavailable", "spool": "empty", "spooled": 0}
     assert client.get("/healthz").status_code == 200
+    # the database plays no part in taking deliveries
+    assert client.get("/readyz/webhooks").get_json() == {
+        "status": "ready", "broker": "ok", "spool": "empty", "spooled": 0}
 
 
 def test_ingest_refuses_a_malformed_standard_secret(redis_url: str) -> None:

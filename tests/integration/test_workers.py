@@ -138,7 +138,7 @@ def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
             letter = session.scalars(select(DeadLetter)).one()
         assert (letter.reason, letter.attempts, letter.state) == ("retries_exhausted", 3, "dead")
         assert "LockNotAvailable" in letter.error
-        assert worker.output().count("retrying in") == 2
+        assert worker.output().count('"event": "delivery retry"') == 2
         for _ in range(2):  # requeuing twice applies once
             subprocess.run([sys.executable, "-m", "refund_sink.cli", "dlq", "requeue",
                             str(letter.id)], env=environment(settings), check=True)

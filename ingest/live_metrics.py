@@ -1,0 +1,90 @@
+"""Gauges read at scrape time: queue depth and age, spool size, dead letters by reason and
+state. Read live rather than counted, so they are right whichever process did the work."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from ingest.services import Services
+from refunds.models import DeadLetter
+
+
+class LiveCollector(Collector):
+    def __init__(self, services: Services):
+        self.services = services
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._queue()
+        spool = GaugeMetricFamily("refund_sink_spool_deliveries", "Deliveries in the spool")
+        spool.add_metric([], self.services.spool.count())
+        yield spool
+        yield from self._dead_letters()
+
+    def _queue(self) -> Iterator[Metric]:
+        settings = self.services.settings
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=1,
+                                      socket_connect_timeout=1)
+        up = GaugeMetricFamily("refund_sink_broker_up", "1 if Redis answered this scrape")
+        try:
+            key = settings.redis_key_prefix + settings.queue
+            depth, oldest = client.llen(key), client.lindex(key, -1)
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        finally:
+            client.close()
+        up.add_metric([], 1)
+        yield up
+        depth_metric = GaugeMetricFamily("refund_sink_queue_depth", "Deliveries waiting")
+        depth_metric.add_metric([], depth)
+        yield depth_metric
+        age = GaugeMetricFamily("refund_sink_queue_oldest_age_seconds",
+                                "Age of the oldest waiting delivery (0 when none)")
+        age.add_metric([], _age(oldest) if oldest else 0.0)
+        yield age
+
+    def _dead_letters(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("refund_sink_database_up", "1 if the database answered")
+        letters = GaugeMetricFamily("refund_sink_dead_letters", "Dead letters",
+                                    labels=["reason", "state"])
+        try:
+            with self.services.sessions() as session:
+                query = select(DeadLetter.reason, DeadLetter.state, func.count()).group_by(
+                    DeadLetter.reason, DeadLetter.state)
+                for reason, state, count in session.execute(query):
+                    letters.add_metric([reason, state], count)
+        except Exception:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield letters
+
+
+def _age(message: bytes | str) -> float:
+    """Seconds since the ingest received the delivery in a queued kombu message."""
+    try:
+        envelope = json.loads(message)
+        args = json.loads(base64.b64decode(envelope["body"]))[0]
+        received = datetime.fromisoformat(args[0]["received_at"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return 0.0
+    return max(0.0, time.time() - received.timestamp())
+
+
+def live_exposition(services: Services) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(LiveCollector(services))
+    return generate_latest(registry)

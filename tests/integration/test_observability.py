@@ -1,0 +1,219 @@
+"""Metrics, logs and Flower after a mix of good, duplicate and bad deliveries, with a real
+worker (and a real Flower) process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from base64 import b64encode
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backing_services import stop
+from conftest import SECRET, make_settings
+from flask.testing import FlaskClient
+from payloads import camel_event, doc_example_event, to_body
+from processes import environment, wait_for, workers
+from prometheus_client.parser import text_string_to_metric_families
+from signing import genstore_headers
+from sqlalchemy import func, select
+
+from ingest import create_app
+from refund_sink.servers import free_port
+from refunds.db import session_factory
+from refunds.models import DeadLetter, Delivery
+from refunds.settings import Settings
+
+pytestmark = pytest.mark.integration
+PHONE, ADDRESS, EMAIL = "+16173034750", "1990 Poplar Ridge Road", "jane.doe@example.org"
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def mixed_traffic() -> list[tuple[bytes, dict[str, str]]]:
+    """3 distinct messages (one stale), a resent delivery, the same content under a new id,
+    a bad signature, an oversized body, broken JSON and an unknown status."""
+    customer = doc_example_event()["refund"]["customer"] | {"email": EMAIL}
+    newer = to_body(camel_event(refund_id="1", update_time="2025-03-01T10:05:00Z",
+                                customer=customer))
+    older = to_body(camel_event(refund_id="1", update_time="2025-03-01T10:00:00Z"))
+    other = to_body(doc_example_event())
+    broken = b'{"refund": {"id": "9", "email": "' + EMAIL.encode() + b'"'
+    unknown = to_body(camel_event(refund_id="2", status="exploded"))
+
+    def signed(body: bytes, delivery_id: str) -> tuple[bytes, dict[str, str]]:
+        return body, genstore_headers(body, SECRET, **{"X-Genstore-Webhook-Id": delivery_id})
+
+    return [
+        signed(newer, "m-newer"), signed(older, "m-older"), signed(other, "m-other"),
+        signed(other, "m-other"), signed(other, "m-other-again"),
+        (other, genstore_headers(other, "not-the-secret")),
+        signed(b"x" * 5000, "m-big"), signed(broken, "m-broken"), signed(unknown, "m-unknown"),
+    ]
+
+
+@pytest.fixture
+def run(pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
+        ) -> Iterator[tuple[Settings, FlaskClient, str, Path]]:
+    port = free_port()
+    settings = make_settings(pg_url, redis_url, key_prefix, max_body_bytes=4096,
+                             metrics_port=port)
+    client = create_app(settings).test_client()
+    (tmp_path / "metrics").mkdir()
+    with workers(settings, tmp_path, concurrency=1,
+                 PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics")) as [worker]:
+        yield settings, client, f"http://127.0.0.1:{port}/metrics", worker.log
+
+
+def test_metrics_count_each_kind_of_delivery(run: Any) -> None:
+    settings, client, worker_metrics, _log = run
+    before = client.get("/metrics").get_data(as_text=True)
+    for body, headers in mixed_traffic():
+        client.post("/webhooks/genstore", data=body, headers=headers)
+    wait_for(lambda: _settled(worker_metrics), 60, "deliveries not processed")
+    assert _counts(settings) == (4, 2)
+    ingest = client.get("/metrics").get_data(as_text=True)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(ingest, name, **labels) - value(before, name, **labels)
+
+    assert delta("refund_sink_deliveries_accepted_total", via="queue") == 7
+    assert delta("refund_sink_deliveries_rejected_total", reason="invalid_signature") == 1
+    assert delta("refund_sink_deliveries_rejected_total", reason="body_too_large") == 1
+    assert value(ingest, "refund_sink_queue_depth") == 0
+    assert value(ingest, "refund_sink_dead_letters", reason="invalid_json", state="dead") == 1
+    assert value(ingest, "refund_sink_dead_letters", reason="unknown_status", state="dead") == 1
+    assert value(ingest, "refund_sink_broker_up") == value(ingest, "refund_sink_database_up") == 1
+    with urllib.request.urlopen(worker_metrics, timeout=5) as response:  # noqa: S310
+        worker = response.read().decode()
+    assert value(worker, "refund_sink_messages_applied_total") == 3
+    assert value(worker, "refund_sink_stale_messages_total") == 1
+    assert value(worker, "refund_sink_duplicates_total", kind="delivery") == 1
+    assert value(worker, "refund_sink_duplicates_total", kind="message") == 1
+    assert value(worker, "refund_sink_dead_lettered_total", reason="invalid_json") == 1
+    assert value(worker, "refund_sink_dead_lettered_total", reason="unknown_status") == 1
+    assert value(worker, "refund_sink_apply_seconds_count") == 7
+
+
+def test_logs_are_json_events_without_secrets_or_contact_details(
+    run: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _settings, client, worker_metrics, worker_log = run
+    caplog.set_level("DEBUG")
+    traffic = mixed_traffic()
+    for body, headers in traffic:
+        client.post("/webhooks/genstore", data=body, headers=headers)
+    wait_for(lambda: _settled(worker_metrics), 60, "deliveries not processed")
+    time.sleep(0.5)  # the worker's last log line
+    worker_text = worker_log.read_text()
+    events = [json.loads(line) for line in worker_text.splitlines() if line.startswith("{")]
+    applied = [e for e in events if e.get("event") == "delivery applied"]
+    assert {e["delivery_id"] for e in applied} == {"m-newer", "m-older", "m-other"}
+    assert all("duration_ms" in e and "refund_id" in e for e in applied)
+    assert {e["reason"] for e in events if e.get("event") == "delivery dead-lettered"} == {
+        "invalid_json", "unknown_status"}
+    ingest_events = [r.__dict__.get("event") for r in caplog.records]
+    assert ingest_events.count("delivery accepted") == 7
+    signatures = [h["X-Genstore-Hmac-Sha256"] for _, h in traffic]
+    for text in (worker_text, caplog.text):
+        for secret in (SECRET, PHONE, ADDRESS, EMAIL, "Poplar", *signatures):
+            assert secret not in text
+
+
+def _settled(worker_metrics: str) -> bool:
+    """All 7 accepted deliveries processed: 4 recorded, 1 resent id, 2 dead letters."""
+    try:
+        text = _get(worker_metrics, {})
+    except OSError:
+        return False
+    return value(text, "refund_sink_apply_seconds_count") == 7
+
+
+def _counts(settings: Settings) -> tuple[int, int]:
+    with session_factory(settings)() as session:
+        done = session.scalar(select(func.count()).select_from(Delivery)) or 0
+        dead = session.scalar(select(func.count()).select_from(DeadLetter)) or 0
+    return done, dead
+
+
+def test_flower_shows_tasks_behind_basic_auth_and_cannot_apply(
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    settings = make_settings(pg_url, redis_url, key_prefix)
+    client = create_app(settings).test_client()
+    port = free_port()
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "flower", "--address=127.0.0.1",
+         f"--port={port}", "--basic-auth=ops:s3cret"],
+        env=environment(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Basic " + b64encode(b"ops:s3cret").decode()}
+    try:
+        wait_for(lambda: _status(base + "/api/workers", auth) == 200, 60, "flower not up")
+        with workers(settings, tmp_path):
+            body = to_body(doc_example_event())
+            client.post("/webhooks/genstore", data=body, headers=genstore_headers(
+                body, SECRET, **{"X-Genstore-Webhook-Id": "flower-1"}))
+            wait_for(lambda: _task(base, auth).get("state") == "SUCCESS", 60,
+                     "task not shown as succeeded")
+        task = _task(base, auth)
+        assert task["name"].startswith("refunds.apply_delivery")
+        assert task["result"] == "'applied'"
+        assert "Poplar" not in json.dumps(task) and PHONE not in json.dumps(task)
+        assert _status(base + "/api/tasks", {}) == 401
+        assert _status(base + "/api/task/async-apply/refunds.apply_delivery", auth,
+                       method="POST") == 404
+    finally:
+        stop(flower)
+
+
+def _task(base: str, auth: dict[str, str]) -> dict[str, Any]:
+    tasks = json.loads(_get(base + "/api/tasks", auth))
+    found = [t for t in tasks.values() if "flower-1" in (t.get("args") or "")]
+    return found[0] if found else {}
+
+
+def _get(url: str, headers: dict[str, str]) -> str:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return response.read().decode()  # type: ignore[no-any-return]
+
+
+def _status(url: str, headers: dict[str, str], method: str = "GET") -> int:
+    request = urllib.request.Request(url, headers=headers, method=method,
+                                     data=b"{}" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+def test_worker_heartbeat_answers_the_liveness_probe(run: Any) -> None:
+    settings = run[0]
+    command = [str(Path(sys.executable).parent / "refund-sink"), "worker-alive"]
+    env = environment(settings)
+    wait_for(lambda: subprocess.run(command, env=env).returncode == 0, 30, "no heartbeat")
+    stale = subprocess.run([*command, "--max-age", "0"], env=env, capture_output=True,
+                           text=True)
+    assert stale.returncode == 1 and "heartbeat is" in stale.stderr
+    missing = subprocess.run(command, env=env | {"REFUND_SINK_HEARTBEAT_FILE": "/nonexistent"},
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and "no worker heartbeat" in missing.stderr
