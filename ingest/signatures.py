@@ -6,7 +6,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -49,15 +51,29 @@ def verify_genstore(body: bytes, header: str | None, secrets: Sequence[str]) -> 
     return matched
 
 
+class _RawBodyWebhook(Webhook):
+    """The reference library signs the body decoded as UTF-8 and encoded again, so a signed
+    body that is not UTF-8 could never verify (401 for an authenticated delivery). Bodies
+    arrive here decoded with surrogateescape; signing encodes them back to the exact bytes."""
+
+    def sign(self, msg_id: str, timestamp: datetime, data: str) -> str:
+        stamp = str(math.floor(timestamp.replace(tzinfo=UTC).timestamp()))
+        signed = f"{msg_id}.{stamp}.".encode() + data.encode("utf-8", "surrogateescape")
+        mac = hmac.new(self._whsecret, signed, hashlib.sha256).digest()
+        return f"v1,{base64.b64encode(mac).decode('ascii')}"
+
+
 def verify_standard(body: bytes, headers: Mapping[str, str], secret: str | None) -> bool:
-    """Standard Webhooks via its reference library (5-minute timestamp tolerance)."""
+    """Standard Webhooks via its reference library (5-minute timestamp tolerance), over the
+    body's exact bytes."""
     if not secret:
         return False
     wanted = {name: headers.get(name, "") for name in STANDARD_HEADERS}
     if not all(wanted.values()):
         return False
     try:
-        Webhook(secret).verify(body, wanted, json_parse=False)
+        text = body.decode("utf-8", "surrogateescape")
+        _RawBodyWebhook(secret).verify(text, wanted, json_parse=False)
     except (WebhookVerificationError, ValueError, binascii.Error):
         return False
     return True
