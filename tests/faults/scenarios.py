@@ -1,0 +1,271 @@
+"""The scenarios. Each gets a clean database and its own queue, ingest and workers; sends its
+deliveries while doing something to the system; waits for the queue to drain; then every
+refund is compared with the oracle."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import traffic
+from .load import Load
+from .measure import Result, evaluate, outcomes, truncate, wait_drained
+from .stack import (
+    SECRET,
+    Pipeline,
+    Postgres,
+    Redis,
+    RunSettings,
+    scenario_settings,
+    wait_until,
+)
+from .traffic import Delivery
+
+
+@dataclass
+class Context:
+    postgres: Postgres
+    redis: Redis
+    run: RunSettings
+    root: Path
+    size: float
+    seed: int = 2026
+
+    def count(self, full: int, minimum: int = 50) -> int:
+        return max(minimum, round(full * self.size))
+
+    def seconds(self, full: float, minimum: float) -> float:
+        return max(minimum, full * min(self.size, 1.0))
+
+
+@dataclass
+class Plan:
+    """What a scenario sent and what it expects beyond the oracle."""
+
+    deliveries: list[Delivery]
+    expected_dead: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    after: Callable[[], str] | None = None  # a note to take once the queue has drained
+
+
+Body = Callable[[Context, Pipeline, Load], Plan]
+
+
+def run_scenario(context: Context, name: str, body: Body) -> Result:
+    settings = scenario_settings(context.postgres.url, context.redis.url,
+                                 context.root / "spool", context.run, name)
+    truncate(settings)
+    logs = context.root / "logs" / name
+    logs.mkdir(parents=True, exist_ok=True)
+    pipeline = Pipeline(settings, logs)
+    client = context.redis.client()
+    try:
+        load = Load(pipeline.url, SECRET)
+        started = time.monotonic()
+        try:
+            plan = body(context, pipeline, load)
+        finally:
+            load.close()
+        problem = wait_drained(settings, client)
+        seconds = time.monotonic() - started
+        ok = sum(1 for a in load.attempts if 200 <= a.status < 300)
+        result = evaluate(settings, name, sent=len(load.attempts), ok=ok,
+                          accepted=load.accepted(), deliveries=plan.deliveries,
+                          expected_dead=plan.expected_dead, seconds=seconds)
+        result.notes += plan.notes + ([plan.after()] if plan.after else [])
+        result.failures += plan.failures + ([problem] if problem else [])
+        result.notes.append(f"logs: {logs}")
+        return result
+    finally:
+        pipeline.stop()
+        _forget(client, settings.redis_key_prefix)
+        client.close()
+
+
+def _forget(client: object, prefix: str) -> None:
+    import redis
+
+    assert isinstance(client, redis.Redis)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass
+
+
+def _in_background(target: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def _applied(pipeline: Pipeline) -> int:
+    return (outcomes(pipeline.settings) or (0, 0))[0]
+
+
+def _log_lines(pipeline: Pipeline, text: str) -> int:
+    """Lines of the scenario's worker logs that hold text."""
+    return sum(
+        sum(text in line for line in worker.output().splitlines()) for worker in pipeline.workers
+    )
+
+
+# 1. Worker SIGKILL storm -------------------------------------------------------------------
+
+KILLS = ("child", "worker", "child", "worker", "child")
+
+
+def kill_storm(context: Context, pipeline: Pipeline, load: Load) -> Plan:
+    rng = random.Random(context.seed + 1)
+    deliveries = traffic.shuffled(traffic.messages(context.count(5000), rng, "kill"), rng)
+    plan = Plan(deliveries)
+    sender = _in_background(lambda: load.send(deliveries))
+    settings = pipeline.settings
+    for number, kind in enumerate(KILLS, start=1):
+        mark = len(deliveries) * number // (len(KILLS) + 1)
+        wait_until(lambda m=mark: sum(outcomes(settings) or (0, 0)) >= m,  # type: ignore[misc]
+                   600, f"kill {number}: {mark} deliveries never processed")
+        plan.notes.append(f"kill {number} at {mark} processed: {_kill(pipeline, kind, rng)}")
+    sender.join()
+    return plan
+
+
+def _kill(pipeline: Pipeline, kind: str, rng: random.Random) -> str:
+    worker = rng.choice(pipeline.live_workers())
+    children = worker.children()
+    if kind == "child" and children:
+        pid = rng.choice(children)
+        os.kill(pid, signal.SIGKILL)
+        return f"SIGKILL pool process {pid} of {worker.log.stem}"
+    worker.kill()
+    replacement = pipeline.add_worker()
+    return f"SIGKILL whole {worker.log.stem} (main + pool); started {replacement.log.stem}"
+
+
+# 2. Redis outage --------------------------------------------------------------------------
+
+def redis_outage(context: Context, pipeline: Pipeline, load: Load) -> Plan:
+    rng = random.Random(context.seed + 2)
+    before, outage, after = (context.seconds(10, 2), context.seconds(30, 4),
+                             context.seconds(20, 3))
+    rate = max(10.0, 50 * min(context.size, 1.0))
+    deliveries = traffic.shuffled(
+        traffic.messages(int(rate * (before + outage + after)), rng, "redis"), rng)
+    plan = Plan(deliveries)
+    start = time.monotonic()
+    sender = _in_background(lambda: load.send(deliveries, rate=rate))
+    time.sleep(before)
+    context.redis.stop()
+    down = time.monotonic()
+    spooled = _watch_spool(pipeline.url, seconds=outage)
+    applied_before = _applied(pipeline)
+    context.redis.start()
+    up = time.monotonic()
+    try:
+        resumed = wait_until(lambda: _applied(pipeline) > applied_before, 120, "")
+        plan.notes.append(f"workers applied deliveries again {resumed:.1f}s after the restart")
+    except TimeoutError:
+        plan.failures.append("workers applied nothing in the 120s after Redis restarted")
+    sender.join()
+    during = load.statuses(since=down, until=up)
+    plan.notes.append(
+        f"Redis stopped at {down - start:.0f}s for {up - down:.0f}s (SIGTERM, restarted on its "
+        f"AOF); answers during the outage: {dict(during)}; /readyz spooled up to {spooled}")
+    if set(during) != {202} and during:
+        plan.failures.append(f"non-202 answers during the Redis outage: {dict(during)}")
+    if set(load.statuses()) - {202}:
+        plan.failures.append(f"non-202 answers in the scenario: {dict(load.statuses())}")
+    return plan
+
+
+def _watch_spool(url: str, seconds: float) -> int:
+    """Poll /readyz during the outage; the most deliveries it reported spooled."""
+    most = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+                most = max(most, int(json.load(response).get("spooled", 0)))
+        except (OSError, ValueError):
+            pass
+        time.sleep(1)
+    return most
+
+
+# 3. PostgreSQL restart --------------------------------------------------------------------
+
+def postgres_restart(context: Context, pipeline: Pipeline, load: Load) -> Plan:
+    rng = random.Random(context.seed + 3)
+    before, down_for, after = (context.seconds(10, 2), context.seconds(10, 2),
+                               context.seconds(20, 3))
+    rate = max(10.0, 50 * min(context.size, 1.0))
+    deliveries = traffic.shuffled(
+        traffic.messages(int(rate * (before + down_for + after)), rng, "pg"), rng)
+    plan = Plan(deliveries)
+    start = time.monotonic()
+    sender = _in_background(lambda: load.send(deliveries, rate=rate))
+    time.sleep(before)
+    context.postgres.stop("fast")
+    down = time.monotonic()
+    time.sleep(down_for)
+    context.postgres.start()
+    up = time.monotonic()
+    sender.join()
+    plan.notes.append(f"PostgreSQL stopped (pg_ctl -m fast) at {down - start:.0f}s, started "
+                      f"again {up - down:.0f}s later")
+    plan.after = lambda: (f"worker retries logged: {_log_lines(pipeline, ' retry: Retry in')}; "
+                          f"answers: {dict(load.statuses())}")
+    return plan
+
+
+# 4. Duplicate storm -----------------------------------------------------------------------
+
+def duplicate_storm(context: Context, _pipeline: Pipeline, load: Load) -> Plan:
+    rng = random.Random(context.seed + 4)
+    distinct = traffic.messages(context.count(1700), rng, "dup")
+    load.send(traffic.tripled(distinct, rng))
+    return Plan(distinct, notes=[f"{len(distinct)} distinct deliveries, each sent 3 times"])
+
+
+# 5. Out-of-order storm --------------------------------------------------------------------
+
+def out_of_order(context: Context, _pipeline: Pipeline, load: Load) -> Plan:
+    rng = random.Random(context.seed + 5)
+    deliveries = traffic.newest_first(traffic.messages(context.count(5000), rng, "ooo"))
+    load.send(deliveries)
+    return Plan(deliveries)
+
+
+# 6. Poison message ------------------------------------------------------------------------
+
+def poison(context: Context, pipeline: Pipeline, load: Load) -> Plan:
+    rng = random.Random(context.seed + 6)
+    normal = traffic.shuffled(traffic.messages(context.count(1000), rng, "normal"), rng)
+    bad = traffic.poison("6666666", "poison-1")
+    deliveries = normal[: len(normal) // 2] + [bad] + normal[len(normal) // 2:]
+    load.send(deliveries)
+    def lost() -> str:
+        died = _log_lines(pipeline, "raised error: WorkerLostError")
+        return f"pool processes killed by the poison message: {died}"
+
+    return Plan(deliveries, expected_dead={bad.delivery_id: "worker_lost"}, after=lost)
+
+
+SCENARIOS: dict[str, Body] = {
+    "kill-storm": kill_storm,
+    "redis-outage": redis_outage,
+    "postgres-restart": postgres_restart,
+    "duplicate-storm": duplicate_storm,
+    "out-of-order": out_of_order,
+    "poison": poison,
+}
