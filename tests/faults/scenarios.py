@@ -189,12 +189,13 @@ def redis_outage(context: Context, pipeline: Pipeline, load: Load) -> Plan:
 
 
 def _watch_spool(url: str, seconds: float) -> int:
-    """Poll /readyz during the outage; the most deliveries it reported spooled."""
+    """Poll the ingest's webhook readiness during the outage (200 "degraded" while it spools);
+    the most deliveries it reported spooled."""
     most = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+            with urllib.request.urlopen(f"{url}/readyz/webhooks", timeout=5) as response:
                 most = max(most, int(json.load(response).get("spooled", 0)))
         except (OSError, ValueError):
             pass

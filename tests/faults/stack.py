@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psutil
 import redis
+from backing_services import stop as _stop
+from processes import environment as shared_environment
 
 from refund_sink.processes import gunicorn_command
 from refund_sink.servers import free_port, start_redis
@@ -36,16 +38,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
             return time.monotonic() - started
         time.sleep(0.2)
     raise TimeoutError(f"{what} (after {timeout:.0f}s)")
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def postgres_bin() -> Path:
@@ -154,27 +146,12 @@ def scenario_settings(database_url: str, redis_url: str, spool: Path, run: RunSe
         retry_base_seconds=run.retry_base_seconds, retry_max_seconds=run.retry_max_seconds,
         max_retries=run.max_retries, max_redeliveries=run.max_redeliveries,
         lock_timeout_ms=run.lock_timeout_ms, spool_dir=str(spool / tag),
+        metrics_port=0, heartbeat_file=str(spool / f"{tag}.heartbeat"),
     )
 
 
 def environment(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        GENSTORE_WEBHOOK_SECRET=",".join(settings.genstore_secrets),
-        REFUND_SINK_QUEUE=settings.queue,
-        REFUND_SINK_REDIS_KEY_PREFIX=settings.redis_key_prefix,
-        REFUND_SINK_SPOOL_DIR=settings.spool_dir,
-        REFUND_SINK_VISIBILITY_TIMEOUT=str(settings.visibility_timeout),
-        REFUND_SINK_TASK_TIME_LIMIT=str(settings.task_time_limit),
-        REFUND_SINK_MAX_RETRIES=str(settings.max_retries),
-        REFUND_SINK_RETRY_BASE_SECONDS=str(settings.retry_base_seconds),
-        REFUND_SINK_RETRY_MAX_SECONDS=str(settings.retry_max_seconds),
-        REFUND_SINK_MAX_REDELIVERIES=str(settings.max_redeliveries),
-        REFUND_SINK_LOCK_TIMEOUT_MS=str(settings.lock_timeout_ms),
-    )
-    return env
+    return shared_environment(settings, REFUND_SINK_SPOOL_DIR=settings.spool_dir)
 
 
 class Ingest:
