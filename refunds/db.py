@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -104,11 +105,18 @@ def insert_ignore(
     On PostgreSQL a concurrent insert of the same key waits for the other transaction, so
     exactly one of two racing workers gets a value. RETURNING tells the outcome: psycopg's
     rowcount is not reliable for this statement."""
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-    statement = (
-        dialect.insert(table)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=conflict)
-        .returning(table.c[returning or conflict[0]])
+    statement = _insert_ignore(session.get_bind().dialect.name, table, tuple(conflict),
+                               returning or conflict[0])
+    return session.execute(statement, dict(values)).scalar()
+
+
+@functools.cache
+def _insert_ignore(dialect: str, table: Table, conflict: tuple[str, ...], returning: str) -> Any:
+    """Built once per table: values travel as parameters, so the hot path neither rebuilds
+    nor recompiles the statement."""
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=list(conflict))
+        .returning(table.c[returning])
     )
-    return session.execute(statement).scalar()

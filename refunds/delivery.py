@@ -84,12 +84,16 @@ class RawDelivery:
 
 
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Lower-cased headers worth keeping, signatures redacted (dead letters show headers)."""
+    """Lower-cased headers worth keeping, signatures redacted (dead letters show headers).
+
+    NUL becomes U+FFFD: gunicorn refuses it in headers but other servers pass it on, and
+    PostgreSQL text cannot store it, which would leave a delivery unstorable even as a dead
+    letter."""
     kept = {}
     for name, value in headers.items():
         key = name.lower()
         if key.startswith(KEPT_PREFIXES) or key in KEPT_HEADERS:
-            kept[key] = REDACTED if key in SIGNATURE_HEADERS else value
+            kept[key] = REDACTED if key in SIGNATURE_HEADERS else value.replace("\x00", "\ufffd")
     return kept
 
 

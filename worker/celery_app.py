@@ -47,7 +47,6 @@ def make_celery(settings: Settings) -> Celery:
         # anyway, the messages come back, and the dedupe makes the rerun harmless.
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_send_task_events=True,
-        task_send_sent_event=True,
         worker_hijack_root_logger=False,
     )
     return app
