@@ -32,3 +32,14 @@ def _delivery(envelope: dict[str, Any]) -> RawDelivery:
         body = base64.b64decode(body)
     args, _kwargs, _embed = json.loads(body)
     return RawDelivery.from_wire(args[0])
+
+
+def take_queued(settings: Settings) -> list[RawDelivery]:
+    """The queued deliveries, removed from the queue (tests that apply them by hand)."""
+    found = queued(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        client.delete(settings.redis_key_prefix + settings.queue)
+    finally:
+        client.close()
+    return found

@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy.exc
 from conftest import OLD_SECRET, SECRET, STANDARD_SECRET, make_settings
 from flask.testing import FlaskClient
 from payloads import doc_example_event, to_body
-from queued_messages import queued
+from queued_messages import take_queued
 from signing import genstore_headers, standard_headers
 from sqlalchemy import select, text
 
@@ -69,16 +68,6 @@ def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
                            if key not in ("msg", "args")}))
         parts.append(repr(record.args))
     return "\n".join(parts)
-
-
-def take_queued(settings: Settings) -> list[RawDelivery]:
-    found = queued(settings)
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        client.delete(settings.redis_key_prefix + settings.queue)
-    finally:
-        client.close()
-    return found
 
 
 def dead_letter(settings: Settings, delivery_id: str) -> DeadLetter:

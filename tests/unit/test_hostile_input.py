@@ -10,14 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis
 from conftest import SECRET, make_settings
 from deliveries import apply
 from flask.testing import FlaskClient
 from fuzz import ACCEPTED, LIMIT, RAW_BODIES, Request, bodies, requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from queued_messages import queued
+from queued_messages import take_queued
 from signing import genstore_headers
 from sqlalchemy import select
 
@@ -42,16 +41,6 @@ CI_SIZED = settings(
 def ingest(sqlite_url: str, redis_url: str, key_prefix: str) -> tuple[FlaskClient, Settings]:
     settings = make_settings(sqlite_url, redis_url, key_prefix, max_body_bytes=LIMIT)
     return create_app(settings).test_client(), settings
-
-
-def take_queued(settings: Settings) -> list[RawDelivery]:
-    found = queued(settings)
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        client.delete(settings.redis_key_prefix + settings.queue)
-    finally:
-        client.close()
-    return found
 
 
 def assert_ends_well(settings: Settings, raw: RawDelivery) -> Outcome:
