@@ -4,6 +4,7 @@ the caller's transaction, so the dedupe record and the state change commit toget
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,32 +40,46 @@ class Result:
 def process_delivery(delivery: RawDelivery, *, session: Session, naive_tz: str) -> Result:
     now = datetime.now(UTC)
     archive(delivery, session=session, now=now)
-    if session.get(Delivery, delivery.delivery_id) is not None:
+    claim = session.get(Delivery, delivery.delivery_id)
+    if claim is not None:
         dead_letters.resolve(delivery.delivery_id, session=session, now=now)
-        return Result(Outcome.DUPLICATE_DELIVERY)
+        return Result(Outcome.DUPLICATE_DELIVERY, claim.refund_id)
     try:
-        message = parse_delivery(
-            delivery.body,
-            topic=delivery.topic,
-            shop=delivery.shop,
-            triggered_at=delivery.triggered_at,
-            received_at=delivery.received_at,
-            naive_tz=naive_tz,
-        )
+        message = parse(delivery, naive_tz=naive_tz)
     except PayloadRejected as rejected:
-        dead_letters.record(
-            delivery,
-            reason=rejected.reason,
-            error=rejected.detail,
-            errors=rejected.errors,
-            session=session,
-        )
-        return Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
+        return dead_letter(delivery, rejected, session=session)
     return apply_message(message, delivery=delivery, session=session, now=now)
 
 
+def parse(delivery: RawDelivery, *, naive_tz: str) -> RefundMessage:
+    return parse_delivery(
+        delivery.body,
+        topic=delivery.topic,
+        shop=delivery.shop,
+        triggered_at=delivery.triggered_at,
+        received_at=delivery.received_at,
+        naive_tz=naive_tz,
+    )
+
+
+def dead_letter(delivery: RawDelivery, rejected: PayloadRejected, *, session: Session) -> Result:
+    dead_letters.record(
+        delivery,
+        reason=rejected.reason,
+        error=rejected.detail,
+        errors=rejected.errors,
+        session=session,
+    )
+    return Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
+
+
 def archive(delivery: RawDelivery, *, session: Session, now: datetime) -> None:
-    values = {
+    insert_ignore(session, RawDeliveryRecord.__table__, archive_row(delivery, now=now),  # type: ignore[arg-type]
+                  ["delivery_id"])
+
+
+def archive_row(delivery: RawDelivery, *, now: datetime) -> dict[str, Any]:
+    return {
         "delivery_id": delivery.delivery_id,
         "topic": delivery.topic,
         "shop": delivery.shop,
@@ -73,7 +88,6 @@ def archive(delivery: RawDelivery, *, session: Session, now: datetime) -> None:
         "received_at": delivery.received_at,
         "archived_at": now,
     }
-    insert_ignore(session, RawDeliveryRecord.__table__, values, ["delivery_id"])  # type: ignore[arg-type]
 
 
 def apply_message(
@@ -105,28 +119,35 @@ def apply_message(
 def _claim_delivery(
     message: RefundMessage, *, delivery: RawDelivery, session: Session, now: datetime
 ) -> bool:
-    values = {
+    values = claim_row(message, delivery=delivery, now=now)
+    return insert_ignore(session, Delivery.__table__, values, ["delivery_id"]) is not None  # type: ignore[arg-type]
+
+
+def claim_row(
+    message: RefundMessage,
+    *,
+    delivery: RawDelivery,
+    now: datetime,
+    outcome: Outcome = Outcome.APPLIED,
+    message_id: int | None = None,
+) -> dict[str, Any]:
+    """The dedupe record of a delivery id, and what its one effect was."""
+    return {
         "delivery_id": delivery.delivery_id,
         "topic": delivery.topic,
         "shop": message.shop,
         "refund_id": message.refund_id,
-        "outcome": Outcome.APPLIED.value,
+        "outcome": outcome.value,
+        "message_id": message_id,
         "processed_at": now,
     }
-    return insert_ignore(session, Delivery.__table__, values, ["delivery_id"]) is not None  # type: ignore[arg-type]
 
 
 def _locked_refund(message: RefundMessage, *, session: Session) -> Refund:
     """Create the refund row if missing, then hold its row lock until commit so two workers
     applying messages of one refund take turns."""
-    placeholder = {
-        "shop": message.shop,
-        "refund_id": message.refund_id,
-        "status": IN_PROGRESS,
-        "fund_changes": [],
-        "events_applied": 0,
-    }
-    insert_ignore(session, Refund.__table__, placeholder, ["shop", "refund_id"])  # type: ignore[arg-type]
+    insert_ignore(session, Refund.__table__, placeholder_row(message.shop, message.refund_id),  # type: ignore[arg-type]
+                  ["shop", "refund_id"])
     query = (
         select(Refund)
         .where(Refund.shop == message.shop, Refund.refund_id == message.refund_id)
@@ -134,6 +155,17 @@ def _locked_refund(message: RefundMessage, *, session: Session) -> Refund:
         .execution_options(populate_existing=True)
     )
     return session.execute(query).scalar_one()
+
+
+def placeholder_row(shop: str, refund_id: str) -> dict[str, Any]:
+    """A refund row to hold the lock on before its first message is recorded."""
+    return {
+        "shop": shop,
+        "refund_id": refund_id,
+        "status": IN_PROGRESS,
+        "fund_changes": [],
+        "events_applied": 0,
+    }
 
 
 def message_row(message: RefundMessage, *, delivery_id: str, now: datetime) -> dict[str, Any]:
@@ -166,6 +198,11 @@ def _refresh(refund: Refund, *, session: Session, now: datetime) -> None:
             MessageRecord.shop == refund.shop, MessageRecord.refund_id == refund.refund_id
         )
     ).all()
+    refresh(refund, messages, now=now)
+
+
+def refresh(refund: Refund, messages: Sequence[MessageRecord], *, now: datetime) -> None:
+    """Recompute the refund from all its recorded messages: arrival order cannot matter."""
     state = fold(messages)
     for name in state.COLUMNS:
         setattr(refund, name, getattr(state, name))

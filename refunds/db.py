@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Engine, Row, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -106,17 +106,36 @@ def insert_ignore(
     exactly one of two racing workers gets a value. RETURNING tells the outcome: psycopg's
     rowcount is not reliable for this statement."""
     statement = _insert_ignore(session.get_bind().dialect.name, table, tuple(conflict),
-                               returning or conflict[0])
+                               (returning or conflict[0],))
     return session.execute(statement, dict(values)).scalar()
 
 
+def insert_ignore_many(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    conflict: list[str],
+    returning: tuple[str, ...] = (),
+) -> Sequence[Row[Any]]:
+    """`insert_ignore` for many rows in one round trip (SQLAlchemy's "insertmanyvalues"); the
+    `returning` columns of the rows that were inserted, in no promised order. Rows are
+    inserted in the given order, which is the order their key locks are taken."""
+    if not rows:
+        return []
+    statement = _insert_ignore(session.get_bind().dialect.name, table, tuple(conflict),
+                               returning)
+    result = session.execute(statement, [dict(row) for row in rows])
+    return result.all() if returning else []
+
+
 @functools.cache
-def _insert_ignore(dialect: str, table: Table, conflict: tuple[str, ...], returning: str) -> Any:
+def _insert_ignore(
+    dialect: str, table: Table, conflict: tuple[str, ...], returning: tuple[str, ...]
+) -> Any:
     """Built once per table: values travel as parameters, so the hot path neither rebuilds
     nor recompiles the statement."""
     insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    return (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=list(conflict))
-        .returning(table.c[returning])
-    )
+    statement: Any = insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    if returning:
+        statement = statement.returning(*(table.c[name] for name in returning))
+    return statement

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -70,11 +70,16 @@ def record(
 
 
 def resolve(delivery_id: str, *, session: Session, now: datetime) -> None:
-    session.execute(
-        update(DeadLetter)
-        .where(DeadLetter.delivery_id == delivery_id, DeadLetter.state != RESOLVED)
-        .values(state=RESOLVED, resolved_at=now)
-    )
+    resolve_all([delivery_id], session=session, now=now)
+
+
+def resolve_all(delivery_ids: Collection[str], *, session: Session, now: datetime) -> None:
+    if delivery_ids:
+        session.execute(
+            update(DeadLetter)
+            .where(DeadLetter.delivery_id.in_(delivery_ids), DeadLetter.state != RESOLVED)
+            .values(state=RESOLVED, resolved_at=now)
+        )
 
 
 def find(
