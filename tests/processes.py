@@ -37,6 +37,8 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
         REFUND_SINK_MAX_REDELIVERIES=str(settings.max_redeliveries),
         REFUND_SINK_METRICS_PORT=str(settings.metrics_port),
         REFUND_SINK_HEARTBEAT_FILE=settings.heartbeat_file,
+        REFUND_SINK_BATCH_SIZE=str(settings.batch_size),
+        REFUND_SINK_BATCH_WAIT_MS=str(settings.batch_wait_ms),
     )
     env.update(extra)
     return env

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import sqlalchemy.exc
 
 from refunds import dead_letters, metrics
 from refunds.apply import Outcome, Result, process_delivery
+from refunds.apply_batch import process_batch
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
 from refunds.logs import event
@@ -27,12 +29,26 @@ class DeliveryHandler:
         started = time.perf_counter()
         with session_factory(self.settings).begin() as session:
             result = process_delivery(delivery, session=session, naive_tz=self.settings.naive_tz)
-        seconds = time.perf_counter() - started
+        self._report(delivery, result, time.perf_counter() - started)
+        return result
+
+    def handle_batch(self, deliveries: Sequence[RawDelivery]) -> list[Result]:
+        """All or nothing: one transaction for the whole batch."""
+        started = time.perf_counter()
+        with session_factory(self.settings).begin() as session:
+            results = process_batch(deliveries, session=session,
+                                    naive_tz=self.settings.naive_tz)
+        seconds = time.perf_counter() - started  # each delivery waited for the whole batch
+        for delivery, result in zip(deliveries, results, strict=True):
+            self._report(delivery, result, seconds, batch=len(deliveries))
+        return results
+
+    def _report(self, delivery: RawDelivery, result: Result, seconds: float,
+                batch: int | None = None) -> None:
         metrics.record(result, seconds)
         event(log, _EVENTS[result.outcome], delivery_id=delivery.delivery_id,
               shop=delivery.shop, refund_id=result.refund_id, reason=result.reason,
-              stale=result.stale or None, duration_ms=round(seconds * 1000, 2))
-        return result
+              stale=result.stale or None, duration_ms=round(seconds * 1000, 2), batch=batch)
 
     def on_failure(self, delivery: RawDelivery, error: Exception, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None once the delivery is a dead letter."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import redis
 
@@ -26,17 +27,23 @@ class StartCounter:
 
     def start(self, message_id: str) -> int:
         """How many times this message has started, this time included (1 if unknown)."""
-        key = self.prefix + message_id
+        return self.start_all([message_id])[message_id]
+
+    def start_all(self, message_ids: Sequence[str]) -> dict[str, int]:
+        """`start` for many messages in one round trip."""
         try:
             pipe = self.client.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, COUNTER_TTL_SECONDS)
-            count, _ = pipe.execute()
-            return int(count)
+            for message_id in message_ids:
+                pipe.incr(self.prefix + message_id)
+                pipe.expire(self.prefix + message_id, COUNTER_TTL_SECONDS)
+            counts = pipe.execute()[::2]
+            return {message_id: int(count) for message_id, count in zip(message_ids, counts,
+                                                                        strict=True)}
         except redis.RedisError as error:
-            log.warning("cannot count starts of %s (%s)", message_id, type(error).__name__)
-            return 1
+            log.warning("cannot count starts of %d messages (%s)", len(message_ids),
+                        type(error).__name__)
+            return dict.fromkeys(message_ids, 1)
 
-    def finish(self, message_id: str) -> None:
-        with contextlib.suppress(redis.RedisError):  # else the key expires on its own
-            self.client.delete(self.prefix + message_id)
+    def finish(self, *message_ids: str) -> None:
+        with contextlib.suppress(redis.RedisError):  # else the keys expire on their own
+            self.client.delete(*(self.prefix + message_id for message_id in message_ids))

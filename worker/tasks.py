@@ -11,6 +11,7 @@ from celery.exceptions import Reject
 from refunds.apply import Outcome
 from refunds.delivery import MalformedDelivery, RawDelivery
 from refunds.settings import Settings
+from worker.batches import register_batch_task
 from worker.celery_app import TASK_NAME
 from worker.handling import DeliveryHandler
 from worker.publish import display
@@ -20,6 +21,10 @@ log = logging.getLogger("refund_sink.worker")
 
 
 def register_tasks(app: Celery, settings: Settings) -> Task:
+    """The one-message task, or its batch form when REFUND_SINK_BATCH_SIZE > 1; both under
+    one name, so the ingest publishes the same message either way."""
+    if settings.batch_size > 1:
+        return register_batch_task(app, settings)
     handler = DeliveryHandler(settings)
     starts = StartCounter(settings)
 

@@ -20,10 +20,14 @@ from refunds.models import DeadLetter
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("batch_size", [1, 20], ids=["one", "batches"])
 def test_poison_message_is_dead_lettered_and_others_apply(
-    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path, batch_size: int
 ) -> None:
-    settings = make_settings(pg_url, redis_url, key_prefix, max_redeliveries=2)
+    """In batch mode the poison message first takes its whole batch down; the batch comes
+    back as redelivered messages, each applied alone, so only the poison one is lost again."""
+    settings = make_settings(pg_url, redis_url, key_prefix, max_redeliveries=2,
+                             batch_size=batch_size)
     client = create_app(settings).test_client()
     with workers(settings, tmp_path, poisoned=True) as [worker]:
         for number, note in enumerate(["fine", "POISON", "also fine"]):

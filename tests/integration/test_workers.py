@@ -27,10 +27,16 @@ from refunds.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def stack_settings(pg_url: str, redis_url: str, key_prefix: str) -> Settings:
+# Every test runs the one-message task and the batch mode (REFUND_SINK_BATCH_SIZE).
+BATCH_SIZES = pytest.mark.parametrize("batch_size", [1, 20], ids=["one", "batches"])
+
+
+@pytest.fixture(params=[1, 20], ids=["one", "batches"])
+def stack_settings(
+    pg_url: str, redis_url: str, key_prefix: str, request: pytest.FixtureRequest
+) -> Settings:
     return make_settings(pg_url, redis_url, key_prefix, visibility_timeout=10,
-                         task_time_limit=8, retry_max_seconds=0.5)
+                         task_time_limit=8, retry_max_seconds=0.5, batch_size=request.param)
 
 
 @pytest.fixture
@@ -117,10 +123,11 @@ def _hold_refund_lock(settings: Settings, refund_id: str):  # type: ignore[no-un
     return session
 
 
+@BATCH_SIZES
 def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
-    client: FlaskClient, pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path, batch_size: int
 ) -> None:
-    settings = make_settings(pg_url, redis_url, key_prefix, max_retries=3,
+    settings = make_settings(pg_url, redis_url, key_prefix, max_retries=3, batch_size=batch_size,
                              lock_timeout_ms=200, retry_base_seconds=0.2, retry_max_seconds=1)
     client = create_app(settings).test_client()
     first, second = spec_sequence()[:2]
@@ -149,13 +156,14 @@ def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
     assert count(settings, MessageRecord) == 2
 
 
+@BATCH_SIZES
 def test_sigkilled_worker_message_is_applied_once_after_visibility_timeout(
-    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path, batch_size: int
 ) -> None:
     # the worker waits up to 6 s for the row lock (statement timeout 7 s), long enough to be
     # killed while it holds the message
     settings = make_settings(pg_url, redis_url, key_prefix, visibility_timeout=15,
-                             task_time_limit=13, lock_timeout_ms=6000)
+                             task_time_limit=13, lock_timeout_ms=6000, batch_size=batch_size)
     client = create_app(settings).test_client()
     first, second = spec_sequence()[:2]
     with workers(settings, tmp_path) as [worker]:
