@@ -28,7 +28,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ingest-threads", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=2, help="celery processes")
     parser.add_argument("--pool", default="prefork", help="celery pool")
-    parser.add_argument("--prefetch", type=int, default=1, help="celery prefetch multiplier")
+    parser.add_argument("--prefetch", type=int,
+                        help="celery prefetch multiplier (default: the batch size)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="REFUND_SINK_BATCH_SIZE for the workers")
     parser.add_argument("--s2-rate", type=float, help="default: half of S1's ingest rate")
     parser.add_argument("--s5-rate", type=float, help="default: 60%% of S3's apply rate")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     config = Config(ingest_workers=args.ingest_workers, ingest_class=args.ingest_class,
                     ingest_threads=args.ingest_threads, worker_concurrency=args.concurrency,
-                    worker_pool=args.pool, prefetch=args.prefetch)
+                    worker_pool=args.pool, prefetch=args.prefetch or args.batch_size,
+                    batch_size=args.batch_size)
     sizes = scenarios.Sizes(args.scale)
     results: dict[str, Any] = {}
     with Stack(config) as stack:
@@ -85,7 +89,8 @@ def render(results: dict[str, Any]) -> str:
         "versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"config: gunicorn {c['ingest_workers']} x {c['ingest_class']}"
         f" (threads {c['ingest_threads']}); celery {c['worker_pool']} x"
-        f" {c['worker_concurrency']}, prefetch {c['prefetch']}; log level WARNING;"
+        f" {c['worker_concurrency']}, prefetch {c['prefetch']}, batch size"
+        f" {c['batch_size']}; log level WARNING;"
         f" scale {c['scale']}, {c['runs']} runs (median)",
         "load: " + ("wrk (C, 1 thread, 32 connections, cycling 2000 pre-signed requests)"
                     if load.have_wrk() else "python generator") +

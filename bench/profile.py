@@ -76,7 +76,8 @@ def profile_ingest(stack: Stack, seconds: float) -> Path:
 
 
 def profile_worker(stack: Stack, seconds: float) -> Path:
-    fill_queue(stack, list(deliveries(int(seconds * 400), "prof", stack.secret)))
+    # enough queued work to keep the workers busy for the whole profile at batch speed
+    fill_queue(stack, list(deliveries(int(seconds * 2000), "prof", stack.secret)))
     worker = stack.start_workers()
     out = stack.tmp / "worker.txt"
     py_spy(worker.pid, seconds, out)
@@ -89,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", choices=("ingest", "worker"))
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--save", type=Path, help="keep the collapsed stacks here")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="REFUND_SINK_BATCH_SIZE (and prefetch) for the workers")
     args = parser.parse_args(argv)
-    with Stack(Config()) as stack:
+    config = Config(batch_size=args.batch_size, prefetch=args.batch_size)
+    with Stack(config) as stack:
         out = (profile_ingest if args.target == "ingest" else profile_worker)(stack, args.seconds)
         print(hotspots(out))
         if args.save:

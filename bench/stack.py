@@ -36,6 +36,7 @@ class Config:
     worker_concurrency: int = 2
     worker_pool: str = "prefork"
     prefetch: int = 1
+    batch_size: int = 1
     admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -94,6 +95,7 @@ class Stack:
             "REFUND_SINK_HEARTBEAT_FILE": str(self.tmp / "heartbeat"),
             "PROMETHEUS_MULTIPROC_DIR": str(metrics),
             "PYTHONPATH": str(ROOT),
+            "REFUND_SINK_BATCH_SIZE": str(self.config.batch_size),
             **extra,
         }
 

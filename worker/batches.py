@@ -20,12 +20,13 @@ from celery_batches.trace import apply_batches_task
 
 from refunds.apply import Outcome
 from refunds.delivery import MalformedDelivery, RawDelivery
+from refunds.logs import event
 from refunds.settings import Settings
 from worker.celery_app import TASK_NAME
-from worker.handling import DeliveryHandler
+from worker.handling import DeliveryHandler, describe
 from worker.publish import display
 from worker.redeliveries import StartCounter
-from worker.retry import is_transient
+from worker.retry import is_contention, is_transient
 
 log = logging.getLogger("refund_sink.worker")
 REQUEUE = "requeue"  # the outcome that returns a message to the queue instead of acking it
@@ -120,9 +121,13 @@ class BatchRunner:
     def _after_batch_failure(
         self, batch: list[tuple[SimpleRequest, RawDelivery]], error: Exception
     ) -> dict[str, str]:
-        """A transient failure (the database is away) retries every delivery later; any other
-        failure is one delivery's fault, so each is applied alone to find and isolate it."""
-        if is_transient(error):
+        """An outage (the database is away) retries every delivery later; a wait on one
+        refund's lock, or any other failure, is one delivery's fault, so each is applied alone
+        to find and isolate it."""
+        outage = is_transient(error) and not is_contention(error)
+        event(log, "batch failed", logging.WARNING, deliveries=len(batch),
+              error=describe(error), then="retry all" if outage else "apply each alone")
+        if outage:
             return {request.id: self._failed(request, delivery, error)
                     for request, delivery in batch}
         outcomes = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import psycopg.errors
 import redis.exceptions
 import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
@@ -22,11 +23,25 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Waits on one refund's row lock, not an outage: in a batch, only that refund's delivery
+# should wait for a retry.
+CONTENTION_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.errors.LockNotAvailable,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.QueryCanceled,  # statement timeout
+    psycopg.errors.SerializationFailure,
+)
+
 _jitter = random.Random()  # noqa: S311 - spreads retries, guards nothing
 
 
 def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
+
+
+def is_contention(error: BaseException) -> bool:
+    return isinstance(error, sqlalchemy.exc.DBAPIError) and isinstance(error.orig,
+                                                                      CONTENTION_ERRORS)
 
 
 def backoff_seconds(

@@ -156,6 +156,43 @@ def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
     assert count(settings, MessageRecord) == 2
 
 
+def test_a_locked_refund_delays_only_its_own_delivery_in_a_batch(
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    settings = make_settings(pg_url, redis_url, key_prefix, batch_size=20, batch_wait_ms=1000,
+                             lock_timeout_ms=200, retry_base_seconds=0.5, retry_max_seconds=1)
+    client = create_app(settings).test_client()
+    first, second = spec_sequence()[:2]
+    with workers(settings, tmp_path) as [worker]:
+        send(client, first)
+        wait_for(lambda: count(settings, Delivery) == 1, 30, "first message not applied")
+        lock = _hold_refund_lock(settings, "7001")
+        try:
+            # given one batch holding a delivery for the locked refund and one for another
+            send(client, second, delivery_id="held")
+            send(client, camel_event(refund_id="7002"), delivery_id="free")
+            # then the other refund is applied at once, while the held one is retried
+            wait_for(lambda: "free" in _applied_ids(settings), 30,
+                     "the free delivery waited for the locked refund")
+            assert "held" not in _applied_ids(settings)
+        finally:
+            lock.rollback()
+            lock.close()
+        wait_for(lambda: "held" in _applied_ids(settings), 30, "held delivery not retried")
+        output = worker.output()
+    assert '"event": "batch failed", "deliveries": 2' in output
+    assert '"then": "apply each alone"' in output
+    retried = [line for line in output.splitlines() if '"event": "delivery retry"' in line]
+    assert retried and all('"delivery_id": "held"' in line for line in retried)
+    assert view(settings, "7001")["events_applied"] == 2
+    assert view(settings, "7002")["events_applied"] == 1
+
+
+def _applied_ids(settings: Settings) -> set[str]:
+    with session_factory(settings)() as session:
+        return set(session.scalars(select(Delivery.delivery_id)))
+
+
 @BATCH_SIZES
 def test_sigkilled_worker_message_is_applied_once_after_visibility_timeout(
     pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path, batch_size: int

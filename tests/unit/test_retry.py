@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 
+import psycopg
+import psycopg.errors
 import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker.retry import backoff_seconds, is_transient
+from worker.retry import backoff_seconds, is_contention, is_transient
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
@@ -27,3 +29,14 @@ def test_database_and_connection_errors_are_transient_others_are_not() -> None:
     assert is_transient(SoftTimeLimitExceeded())
     assert not is_transient(KeyError("bug"))
     assert not is_transient(sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("dup")))
+
+
+def test_lock_waits_are_contention_outages_are_not() -> None:
+    """In a batch, contention isolates the waiting delivery; an outage retries them all."""
+    lock = sqlalchemy.exc.OperationalError("SELECT", {}, psycopg.errors.LockNotAvailable("x"))
+    deadlock = sqlalchemy.exc.OperationalError("SELECT", {}, psycopg.errors.DeadlockDetected())
+    refused = sqlalchemy.exc.OperationalError("connect", {}, psycopg.OperationalError("refused"))
+    assert is_contention(lock) and is_contention(deadlock)
+    assert is_transient(lock) and is_transient(refused)
+    assert not is_contention(refused)
+    assert not is_contention(ConnectionResetError())
