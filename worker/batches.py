@@ -59,7 +59,7 @@ class DeliveryBatches(Batches):  # type: ignore[misc]
                     request.send_event("task-rejected", requeue=True)
                 else:
                     request.acknowledge()
-                    request.send_event("task-succeeded", result=outcome, runtime=runtime)
+                    request.send_event("task-succeeded", result=repr(outcome), runtime=runtime)
 
         def on_error(failure: Any) -> None:
             """The pool process died or hit the hard time limit: return the whole batch."""

@@ -26,6 +26,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="run only this scenario (repeatable); default: all")
     parser.add_argument("--size", type=float, default=1.0,
                         help="scale deliveries and outage lengths (0.05 for a quick run)")
+    parser.add_argument("--batch-size", type=int, default=Settings.batch_size,
+                        help="REFUND_SINK_BATCH_SIZE for the workers (1: one message per task)")
     parser.add_argument("--keep", type=Path,
                         help="copy the server and process logs here before cleaning up")
     args = parser.parse_args(argv)
@@ -53,7 +55,8 @@ def main(argv: list[str]) -> int:
         postgres.init()
         redis.start()
         upgrade_database(Settings(database_url=postgres.url))
-        run = RunSettings() if args.size >= 0.5 else RunSettings.quick()
+        run = (RunSettings(batch_size=args.batch_size) if args.size >= 0.5
+               else RunSettings.quick(args.batch_size))
         context = Context(postgres, redis, run, root, args.size)
         print(row(COLUMNS))
         print(row(tuple("---" for _ in COLUMNS)), flush=True)

@@ -256,7 +256,7 @@ def poison(context: Context, pipeline: Pipeline, load: Load) -> Plan:
     deliveries = normal[: len(normal) // 2] + [bad] + normal[len(normal) // 2:]
     load.send(deliveries)
     def lost() -> str:
-        died = _log_lines(pipeline, "raised error: WorkerLostError")
+        died = _log_lines(pipeline, "exited with 'signal 9 (SIGKILL)'")  # billiard's line
         return f"pool processes killed by the poison message: {died}"
 
     return Plan(deliveries, expected_dead={bad.delivery_id: "worker_lost"}, after=lost)

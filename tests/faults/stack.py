@@ -129,11 +129,13 @@ class RunSettings:
     max_retries: int = 8
     max_redeliveries: int = 5
     lock_timeout_ms: int = 5000
+    batch_size: int = Settings.batch_size
 
     @classmethod
-    def quick(cls) -> RunSettings:
+    def quick(cls, batch_size: int = Settings.batch_size) -> RunSettings:
         """For small runs: a killed worker's messages come back after 10 s, not 30 s."""
-        return cls(visibility_timeout=10, task_time_limit=8, retry_max_seconds=4.0)
+        return cls(visibility_timeout=10, task_time_limit=8, retry_max_seconds=4.0,
+                   batch_size=batch_size)
 
 
 def scenario_settings(database_url: str, redis_url: str, spool: Path, run: RunSettings,
@@ -147,6 +149,7 @@ def scenario_settings(database_url: str, redis_url: str, spool: Path, run: RunSe
         max_retries=run.max_retries, max_redeliveries=run.max_redeliveries,
         lock_timeout_ms=run.lock_timeout_ms, spool_dir=str(spool / tag),
         metrics_port=0, heartbeat_file=str(spool / f"{tag}.heartbeat"),
+        batch_size=run.batch_size,
     )
 
 

@@ -67,12 +67,12 @@ def mixed_traffic() -> list[tuple[bytes, dict[str, str]]]:
     ]
 
 
-@pytest.fixture
-def run(pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
-        ) -> Iterator[tuple[Settings, FlaskClient, str, Path]]:
+@pytest.fixture(params=[1, 20], ids=["one", "batches"])
+def run(pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path,
+        request: pytest.FixtureRequest) -> Iterator[tuple[Settings, FlaskClient, str, Path]]:
     port = free_port()
     settings = make_settings(pg_url, redis_url, key_prefix, max_body_bytes=4096,
-                             metrics_port=port)
+                             metrics_port=port, batch_size=request.param)
     client = create_app(settings).test_client()
     (tmp_path / "metrics").mkdir()
     with workers(settings, tmp_path, concurrency=1,
@@ -151,10 +151,11 @@ def _counts(settings: Settings) -> tuple[int, int]:
     return done, dead
 
 
+@pytest.mark.parametrize("batch_size", [1, 20], ids=["one", "batches"])
 def test_flower_shows_tasks_behind_basic_auth_and_cannot_apply(
-    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path, batch_size: int
 ) -> None:
-    settings = make_settings(pg_url, redis_url, key_prefix)
+    settings = make_settings(pg_url, redis_url, key_prefix, batch_size=batch_size)
     client = create_app(settings).test_client()
     port = free_port()
     flower = subprocess.Popen(

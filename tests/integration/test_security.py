@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy.exc
+from celery_batches import SimpleRequest
 from conftest import OLD_SECRET, SECRET, STANDARD_SECRET, make_settings
 from flask.testing import FlaskClient
 from payloads import doc_example_event, to_body
@@ -28,7 +29,7 @@ from refunds.db import session_factory
 from refunds.delivery import RawDelivery
 from refunds.models import DeadLetter
 from refunds.settings import Settings
-from worker.celery_app import make_celery
+from worker.celery_app import TASK_NAME, make_celery
 from worker.handling import DeliveryHandler
 from worker.tasks import register_tasks
 
@@ -78,10 +79,14 @@ def dead_letter(settings: Settings, delivery_id: str) -> DeadLetter:
 
 
 def run_task(settings: Settings, raw: RawDelivery) -> Any:
-    """The Celery task called as a function, as the worker would run it."""
+    """The Celery task called as a function, as the worker would run it: the one-message
+    task, or the batch task with a batch of one."""
     task = register_tasks(make_celery(settings), settings)
-    task.push_request(retries=0, id=f"task-{raw.delivery_id[:8]}", called_directly=False,
-                      is_eager=False)
+    task_id = f"task-{raw.delivery_id[:8]}"
+    if settings.batch_size > 1:
+        return task.run([SimpleRequest(task_id, TASK_NAME, (raw.to_wire(),), {}, {}, "test",
+                                       True, None, None, {"retries": 0})])
+    task.push_request(retries=0, id=task_id, called_directly=False, is_eager=False)
     try:
         return task.run(raw.to_wire())
     finally:

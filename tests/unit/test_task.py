@@ -1,5 +1,5 @@
-"""The task's failure path without a broker: a retry that cannot be published must put the
-message back, not let Celery delete it."""
+"""The tasks' failure paths without a broker: a retry that cannot be published must put the
+message back, not let Celery delete it. The one-message task and the batch task."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ from typing import Any
 import pytest
 from celery.canvas import Signature
 from celery.exceptions import Reject, Retry
+from celery_batches import SimpleRequest
 from conftest import make_settings
 from deliveries import delivery
 from payloads import camel_event
 
-from worker.celery_app import make_celery
+from worker.batches import REQUEUE
+from worker.celery_app import TASK_NAME, make_celery
 from worker.tasks import register_tasks
 
 UNREACHABLE_DB = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
 
 
 def run_task(monkeypatch: pytest.MonkeyPatch, publish: Any) -> None:
-    settings = make_settings(UNREACHABLE_DB)
+    settings = make_settings(UNREACHABLE_DB, batch_size=1)
     task = register_tasks(make_celery(settings), settings)
     monkeypatch.setattr(Signature, "apply_async", publish)
     task.push_request(retries=0, id="t-1", called_directly=False, is_eager=False)
@@ -47,3 +49,35 @@ def test_unpublishable_retry_requeues_instead_of_dropping(
     with pytest.raises(Reject) as rejected:
         run_task(monkeypatch, broker_refuses)
     assert rejected.value.requeue is True
+
+
+def run_batch(monkeypatch: pytest.MonkeyPatch, publish: Any, size: int = 3) -> dict[str, str]:
+    settings = make_settings(UNREACHABLE_DB, batch_size=20)
+    task = register_tasks(make_celery(settings), settings)
+    monkeypatch.setattr(task, "apply_async", publish)
+    requests = [SimpleRequest(f"t-{n}", TASK_NAME, (delivery(camel_event()).to_wire(),), {}, {},
+                              "test", True, None, None, {"retries": n})
+                for n in range(size)]
+    outcomes: dict[str, str] = task.run(requests)
+    return outcomes
+
+
+def test_database_down_retries_every_delivery_of_a_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    published: list[dict[str, Any]] = []
+    outcomes = run_batch(monkeypatch, lambda *a, **options: published.append(options))
+    assert outcomes == {"t-0": "retry", "t-1": "retry", "t-2": "retry"}
+    assert [(p["task_id"], p["retries"]) for p in published] == [
+        ("t-0", 1), ("t-1", 2), ("t-2", 3)]
+    assert all(0 < p["countdown"] <= 0.2 for p in published)
+    assert all(p["argsrepr"].startswith("(delivery_id=") for p in published)
+
+
+def test_unpublishable_batch_retry_requeues_instead_of_dropping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broker_refuses(*_args: Any, **_kwargs: Any) -> None:
+        raise ConnectionError("OOM command not allowed when used memory > 'maxmemory'")
+
+    assert set(run_batch(monkeypatch, broker_refuses).values()) == {REQUEUE}
