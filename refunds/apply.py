@@ -174,7 +174,7 @@ def message_row(message: RefundMessage, *, delivery_id: str, now: datetime) -> d
     return {
         "shop": message.shop,
         "refund_id": message.refund_id,
-        "fingerprint": message.fingerprint(),
+        "fingerprint": message.fingerprint,
         "delivery_id": delivery_id,
         "kind": message.kind,
         "occurred_at": message.occurred_at,

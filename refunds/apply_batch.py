@@ -146,7 +146,7 @@ def _record_messages(session: Session, parsed: list[Parsed], now: datetime) -> d
     """Message ids by batch position, for the messages whose content was new."""
     first_with_content: dict[tuple[str, str, str], Parsed] = {}
     for item in parsed:
-        first_with_content.setdefault((*item.refund_key, item.message.fingerprint()), item)
+        first_with_content.setdefault((*item.refund_key, item.message.fingerprint), item)
     rows = [message_row(item.message, delivery_id=item.delivery.delivery_id, now=now)
             for item in first_with_content.values()]
     inserted = insert_ignore_many(

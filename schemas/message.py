@@ -3,6 +3,7 @@ delivery into it or says, with a dead-letter reason, why it cannot."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from datetime import datetime
@@ -91,9 +92,11 @@ class RefundMessage(_Frozen):
     customer: Customer | None
     after_sale: AfterSale | None
 
+    @functools.cached_property
     def fingerprint(self) -> str:
         """What makes two deliveries "the same message". A time only taken from the clock
-        at receipt is not the message's own, so such messages are known by content."""
+        at receipt is not the message's own, so such messages are known by content.
+        Computed once per message: the apply path needs it more than once."""
         exclude = {"time_source"}
         if self.time_source == "received_at":
             exclude.add("occurred_at")
