@@ -14,6 +14,7 @@ from typing import Any
 
 from bench import load, report, scenarios
 from bench.stack import Config, Stack
+from refunds.settings import Settings
 
 ALL = ("S1", "S2", "S3", "S4", "S5")
 
@@ -30,8 +31,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pool", default="prefork", help="celery pool")
     parser.add_argument("--prefetch", type=int,
                         help="celery prefetch multiplier (default: the batch size)")
-    parser.add_argument("--batch-size", type=int, default=1,
-                        help="REFUND_SINK_BATCH_SIZE for the workers")
+    parser.add_argument("--batch-size", type=int, default=Settings.batch_size,
+                        help="REFUND_SINK_BATCH_SIZE for the workers (default: the product's)")
     parser.add_argument("--s2-rate", type=float, help="default: half of S1's ingest rate")
     parser.add_argument("--s5-rate", type=float, help="default: 60%% of S3's apply rate")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")

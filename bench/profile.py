@@ -17,6 +17,7 @@ from bench import load
 from bench.payloads import deliveries
 from bench.scenarios import fill_queue
 from bench.stack import Config, Stack
+from refunds.settings import Settings
 
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:]*)(?::\d+)?\)$")
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", choices=("ingest", "worker"))
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--save", type=Path, help="keep the collapsed stacks here")
-    parser.add_argument("--batch-size", type=int, default=1,
+    parser.add_argument("--batch-size", type=int, default=Settings.batch_size,
                         help="REFUND_SINK_BATCH_SIZE (and prefetch) for the workers")
     args = parser.parse_args(argv)
     config = Config(batch_size=args.batch_size, prefetch=args.batch_size)

@@ -21,6 +21,7 @@ import psycopg
 import redis
 
 from refund_sink.servers import free_port, start_redis
+from refunds.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("dead_letters", "deliveries", "refund_messages", "refunds", "raw_deliveries")
@@ -35,8 +36,8 @@ class Config:
     ingest_threads: int = 1
     worker_concurrency: int = 2
     worker_pool: str = "prefork"
-    prefetch: int = 1
-    batch_size: int = 1
+    prefetch: int = Settings.batch_size
+    batch_size: int = Settings.batch_size
     admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
