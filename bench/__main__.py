@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -106,6 +107,8 @@ def render(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    # a benchmark stopped with SIGTERM still stops its servers and drops its database
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = run(args)
     print(render(results))
     if args.json:

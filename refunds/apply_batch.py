@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from refunds import dead_letters
@@ -134,7 +134,7 @@ def _locked_refunds(session: Session, keys: list[RefundKey]) -> dict[RefundKey, 
                        [placeholder_row(*key) for key in keys], ["shop", "refund_id"])
     query = (
         select(Refund)
-        .where(tuple_(Refund.shop, Refund.refund_id).in_(keys))
+        .where(_of_refunds(Refund.shop, Refund.refund_id, keys))
         .order_by(Refund.shop, Refund.refund_id)
         .with_for_update()
         .execution_options(populate_existing=True)
@@ -161,10 +161,19 @@ def _refresh_all(session: Session, refunds: dict[RefundKey, Refund], now: dateti
     if not refunds:
         return
     query = select(MessageRecord).where(
-        tuple_(MessageRecord.shop, MessageRecord.refund_id).in_(list(refunds))
+        _of_refunds(MessageRecord.shop, MessageRecord.refund_id, list(refunds))
     )
     by_refund: dict[RefundKey, list[MessageRecord]] = defaultdict(list)
     for message in session.scalars(query):
         by_refund[(message.shop, message.refund_id)].append(message)
     for key, refund in refunds.items():
         refresh(refund, by_refund[key], now=now)
+
+
+def _of_refunds(shop: Any, refund_id: Any, keys: list[RefundKey]) -> Any:
+    """`shop = s AND refund_id IN (...)` per shop: with a row-value IN over one shop,
+    PostgreSQL factors the shop out and may scan the whole shop through its index."""
+    by_shop: dict[str, list[str]] = defaultdict(list)
+    for key_shop, key_refund in keys:
+        by_shop[key_shop].append(key_refund)
+    return or_(*(and_(shop == key_shop, refund_id.in_(ids)) for key_shop, ids in by_shop.items()))

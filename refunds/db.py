@@ -40,6 +40,11 @@ def make_engine(settings: Settings) -> Engine:
             "keepalives_idle": 30,
             "keepalives_interval": 10,
             "keepalives_count": 3,
+            # No server-side prepared statements: a generic plan chosen while a table was
+            # small (or its statistics stale) would be kept as the table grows, and a single
+            # shop makes a shop-only index look selective. Planning each statement costs far
+            # less than such a scan; it also keeps transaction-mode PgBouncer working.
+            "prepare_threshold": None,
         },
     )
 
