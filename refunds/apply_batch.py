@@ -56,25 +56,24 @@ def process_batch(
                        _distinct_archive_rows(deliveries, now), ["delivery_id"])
     claimed_before = _claimed(session, [d.delivery_id for d in deliveries])
     results: dict[int, Result] = {}
-    first_copy: dict[str, int] = {}
+    parsed_copy: dict[str, int] = {}  # delivery id -> position of its first copy that parsed
     parsed: list[Parsed] = []
     for index, delivery in enumerate(deliveries):
         if (refund_id := claimed_before.get(delivery.delivery_id)) is not None:
             results[index] = Result(Outcome.DUPLICATE_DELIVERY, refund_id)
-        elif first_copy.setdefault(delivery.delivery_id, index) == index:
+        elif delivery.delivery_id not in parsed_copy:
             try:
                 parsed.append(Parsed(index, delivery, parse(delivery, naive_tz=naive_tz)))
+                parsed_copy[delivery.delivery_id] = index
             except PayloadRejected as rejected:
                 results[index] = dead_letter(delivery, rejected, session=session)
     # a delivery that has had (or now has) its effect closes its dead letter, if any
-    dead_letters.resolve_all([*claimed_before, *(p.delivery.delivery_id for p in parsed)],
-                             session=session, now=now)
+    dead_letters.resolve_all([*claimed_before, *parsed_copy], session=session, now=now)
     results.update(_apply_messages(parsed, session=session, now=now))
     for index, delivery in enumerate(deliveries):
-        if index not in results:  # a later copy of a delivery id: decided by its first copy
-            first = results[first_copy[delivery.delivery_id]]
-            results[index] = (first if first.outcome is Outcome.DEAD_LETTERED
-                              else Result(Outcome.DUPLICATE_DELIVERY, first.refund_id))
+        if index not in results:  # a later copy of a delivery id that had its effect
+            first = results[parsed_copy[delivery.delivery_id]]
+            results[index] = Result(Outcome.DUPLICATE_DELIVERY, first.refund_id)
     return [results[index] for index in range(len(deliveries))]
 
 
@@ -115,8 +114,10 @@ def _apply_messages(parsed: list[Parsed], *, session: Session, now: datetime) ->
 def _distinct_archive_rows(
     deliveries: Sequence[RawDelivery], now: datetime
 ) -> list[dict[str, Any]]:
+    """The first copy of each delivery id, sorted by id: two batches holding the same ids in
+    another order must not each wait for the other's insert."""
     rows = {d.delivery_id: archive_row(d, now=now) for d in reversed(deliveries)}
-    return list(reversed(rows.values()))
+    return [rows[delivery_id] for delivery_id in sorted(rows)]
 
 
 def _claimed(session: Session, delivery_ids: list[str]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.worker.request import Request
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
@@ -55,8 +56,7 @@ class DeliveryBatches(Batches):  # type: ignore[misc]
             for request in requests:
                 outcome = None if outcomes is None else outcomes.get(request.id)
                 if outcome is None or outcome == REQUEUE:
-                    request.reject(requeue=True)
-                    request.send_event("task-rejected", requeue=True)
+                    request.reject(requeue=True)  # sends the task-rejected event
                 else:
                     request.acknowledge()
                     request.send_event("task-succeeded", result=repr(outcome), runtime=runtime)
@@ -123,7 +123,13 @@ class BatchRunner:
     ) -> dict[str, str]:
         """An outage (the database is away) retries every delivery later; a wait on one
         refund's lock, or any other failure, is one delivery's fault, so each is applied alone
-        to find and isolate it."""
+        to find and isolate it. A batch that ran out of time has no time left for that: it
+        goes back to the queue, and its messages come back one per batch, each with its own
+        time limit and no attempt counted against it."""
+        if isinstance(error, SoftTimeLimitExceeded) and len(batch) > 1:
+            event(log, "batch failed", logging.WARNING, deliveries=len(batch),
+                  error=describe(error), then="requeue each alone")
+            return {request.id: REQUEUE for request, _ in batch}
         outage = is_transient(error) and not is_contention(error)
         event(log, "batch failed", logging.WARNING, deliveries=len(batch),
               error=describe(error), then="retry all" if outage else "apply each alone")

@@ -47,11 +47,14 @@ def traffic(draw: st.DrawFn) -> tuple[list[RawDelivery], list[int]]:
     sizes of the consecutive batches they are cut into."""
     sent: list[RawDelivery] = []
     for _ in range(draw(st.integers(1, 14))):
-        choice = draw(st.integers(0, 5)) if sent else 0
+        choice = draw(st.integers(0, 6)) if sent else 0
         if choice == 4:
             sent.append(draw(st.sampled_from(sent)))
         elif choice == 5:
             sent.append(delivery(draw(st.sampled_from(sent)).body))
+        elif choice == 6:  # a delivery id reused for other content (valid or not)
+            reused = draw(st.sampled_from(sent)).delivery_id
+            sent.append(delivery(draw(payloads()), delivery_id=reused))
         else:
             sent.append(delivery(draw(payloads())))
     cuts = draw(st.lists(st.integers(1, len(sent)), max_size=3))
@@ -97,7 +100,7 @@ def snapshot(settings: Settings) -> dict[str, Any]:
                  None if d.message_id is None else messages[d.message_id].fingerprint)
                 for d in session.scalars(select(Delivery))
             ),
-            "dead_letters": sorted((d.delivery_id, d.reason, d.state)
+            "dead_letters": sorted((d.delivery_id, d.reason, d.state, d.attempts)
                                    for d in session.scalars(select(DeadLetter))),
             "archive": sorted(session.scalars(select(RawDeliveryRecord.delivery_id))),
         }

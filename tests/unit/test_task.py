@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from celery.canvas import Signature
-from celery.exceptions import Reject, Retry
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery_batches import SimpleRequest
 from conftest import make_settings
 from deliveries import delivery
@@ -15,6 +15,7 @@ from payloads import camel_event
 
 from worker.batches import REQUEUE
 from worker.celery_app import TASK_NAME, make_celery
+from worker.handling import DeliveryHandler
 from worker.tasks import register_tasks
 
 UNREACHABLE_DB = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
@@ -81,3 +82,16 @@ def test_unpublishable_batch_retry_requeues_instead_of_dropping(
         raise ConnectionError("OOM command not allowed when used memory > 'maxmemory'")
 
     assert set(run_batch(monkeypatch, broker_refuses).values()) == {REQUEUE}
+
+
+def test_a_batch_out_of_time_goes_back_without_counting_an_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def slow(*_args: Any, **_kwargs: Any) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(DeliveryHandler, "handle_batch", slow)
+    published: list[dict[str, Any]] = []
+    outcomes = run_batch(monkeypatch, lambda *a, **options: published.append(options))
+    assert set(outcomes.values()) == {REQUEUE}  # they come back one per batch
+    assert published == []  # no retry published, no attempt counted
