@@ -116,8 +116,10 @@ def _distinct_archive_rows(
 ) -> list[dict[str, Any]]:
     """The first copy of each delivery id, sorted by id: two batches holding the same ids in
     another order must not each wait for the other's insert."""
-    rows = {d.delivery_id: archive_row(d, now=now) for d in reversed(deliveries)}
-    return [rows[delivery_id] for delivery_id in sorted(rows)]
+    first: dict[str, RawDelivery] = {}
+    for delivery in deliveries:
+        first.setdefault(delivery.delivery_id, delivery)
+    return [archive_row(first[delivery_id], now=now) for delivery_id in sorted(first)]
 
 
 def _claimed(session: Session, delivery_ids: list[str]) -> dict[str, str]:

@@ -127,13 +127,16 @@ class BatchRunner:
         goes back to the queue, and its messages come back one per batch, each with its own
         time limit and no attempt counted against it."""
         if isinstance(error, SoftTimeLimitExceeded) and len(batch) > 1:
-            event(log, "batch failed", logging.WARNING, deliveries=len(batch),
-                  error=describe(error), then="requeue each alone")
-            return {request.id: REQUEUE for request, _ in batch}
-        outage = is_transient(error) and not is_contention(error)
+            then = "requeue each alone"
+        elif is_transient(error) and not is_contention(error):
+            then = "retry all"
+        else:
+            then = "apply each alone"
         event(log, "batch failed", logging.WARNING, deliveries=len(batch),
-              error=describe(error), then="retry all" if outage else "apply each alone")
-        if outage:
+              error=describe(error), then=then)
+        if then == "requeue each alone":
+            return {request.id: REQUEUE for request, _ in batch}
+        if then == "retry all":
             return {request.id: self._failed(request, delivery, error)
                     for request, delivery in batch}
         outcomes = {}
