@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from celery_batches import SimpleRequest
 from payloads import to_body
 
 from refunds import queries
@@ -15,6 +16,7 @@ from refunds.delivery import RawDelivery
 from refunds.models import DeadLetter, Delivery, MessageRecord, RawDeliveryRecord, Refund
 from refunds.settings import Settings
 from schemas.api import RefundView
+from worker.celery_app import TASK_NAME
 
 
 def delivery(
@@ -35,6 +37,12 @@ def delivery(
         received_at=received_at or datetime.now(UTC),
         headers=headers,
     )
+
+
+def batch_request(raw: RawDelivery, task_id: str, retries: int = 0) -> SimpleRequest:
+    """The queued delivery as the batch task receives it from celery-batches."""
+    return SimpleRequest(task_id, TASK_NAME, (raw.to_wire(),), {}, {}, "test", True, None, None,
+                         {"retries": retries})
 
 
 def apply(settings: Settings, raw: RawDelivery) -> Outcome:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy.exc
-from celery_batches import SimpleRequest
 from conftest import OLD_SECRET, SECRET, STANDARD_SECRET, make_settings
+from deliveries import batch_request
 from flask.testing import FlaskClient
 from payloads import doc_example_event, to_body
 from queued_messages import take_queued
@@ -29,7 +29,7 @@ from refunds.db import session_factory
 from refunds.delivery import RawDelivery
 from refunds.models import DeadLetter
 from refunds.settings import Settings
-from worker.celery_app import TASK_NAME, make_celery
+from worker.celery_app import make_celery
 from worker.handling import DeliveryHandler
 from worker.tasks import register_tasks
 
@@ -84,8 +84,7 @@ def run_task(settings: Settings, raw: RawDelivery) -> Any:
     task = register_tasks(make_celery(settings), settings)
     task_id = f"task-{raw.delivery_id[:8]}"
     if settings.batch_size > 1:
-        return task.run([SimpleRequest(task_id, TASK_NAME, (raw.to_wire(),), {}, {}, "test",
-                                       True, None, None, {"retries": 0})])
+        return task.run([batch_request(raw, task_id)])
     task.push_request(retries=0, id=task_id, called_directly=False, is_eager=False)
     try:
         return task.run(raw.to_wire())

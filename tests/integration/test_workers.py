@@ -123,6 +123,14 @@ def _hold_refund_lock(settings: Settings, refund_id: str):  # type: ignore[no-un
     return session
 
 
+def _first_applied_then_locked(settings: Settings, client: FlaskClient):  # type: ignore[no-untyped-def]
+    """The SPEC's first message applied to refund 7001, whose row another transaction then
+    holds locked: the next message of that refund waits, as the test needs."""
+    send(client, spec_sequence()[0])
+    wait_for(lambda: count(settings, Delivery) == 1, 30, "first message not applied")
+    return _hold_refund_lock(settings, "7001")
+
+
 @BATCH_SIZES
 def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
     pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path, batch_size: int
@@ -130,11 +138,9 @@ def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
     settings = make_settings(pg_url, redis_url, key_prefix, max_retries=3, batch_size=batch_size,
                              lock_timeout_ms=200, retry_base_seconds=0.2, retry_max_seconds=1)
     client = create_app(settings).test_client()
-    first, second = spec_sequence()[:2]
+    second = spec_sequence()[1]
     with workers(settings, tmp_path) as [worker]:
-        send(client, first)
-        wait_for(lambda: count(settings, Delivery) == 1, 30, "first message not applied")
-        lock = _hold_refund_lock(settings, "7001")
+        lock = _first_applied_then_locked(settings, client)
         try:
             send(client, second, delivery_id="held")
             wait_for(lambda: count(settings, DeadLetter) == 1, 60, "no dead letter")
@@ -162,11 +168,9 @@ def test_a_locked_refund_delays_only_its_own_delivery_in_a_batch(
     settings = make_settings(pg_url, redis_url, key_prefix, batch_size=20, batch_wait_ms=1000,
                              lock_timeout_ms=200, retry_base_seconds=0.5, retry_max_seconds=1)
     client = create_app(settings).test_client()
-    first, second = spec_sequence()[:2]
+    second = spec_sequence()[1]
     with workers(settings, tmp_path) as [worker]:
-        send(client, first)
-        wait_for(lambda: count(settings, Delivery) == 1, 30, "first message not applied")
-        lock = _hold_refund_lock(settings, "7001")
+        lock = _first_applied_then_locked(settings, client)
         try:
             # given one batch holding a delivery for the locked refund and one for another
             send(client, second, delivery_id="held")
@@ -202,11 +206,9 @@ def test_sigkilled_worker_message_is_applied_once_after_visibility_timeout(
     settings = make_settings(pg_url, redis_url, key_prefix, visibility_timeout=15,
                              task_time_limit=13, lock_timeout_ms=6000, batch_size=batch_size)
     client = create_app(settings).test_client()
-    first, second = spec_sequence()[:2]
+    second = spec_sequence()[1]
     with workers(settings, tmp_path) as [worker]:
-        send(client, first)
-        wait_for(lambda: count(settings, Delivery) == 1, 30, "first message not applied")
-        lock = _hold_refund_lock(settings, "7001")
+        lock = _first_applied_then_locked(settings, client)
         send(client, second, delivery_id="in-flight")
         wait_for(lambda: "in-flight" in _active(settings), 30, "message not taken")
         worker.kill()  # while it waits for the row lock inside the task

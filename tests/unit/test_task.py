@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 from celery.canvas import Signature
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
-from celery_batches import SimpleRequest
 from conftest import make_settings
-from deliveries import delivery
+from deliveries import batch_request, delivery
 from payloads import camel_event
 
 from worker.batches import REQUEUE
-from worker.celery_app import TASK_NAME, make_celery
+from worker.celery_app import make_celery
 from worker.handling import DeliveryHandler
 from worker.tasks import register_tasks
 
@@ -56,9 +55,7 @@ def run_batch(monkeypatch: pytest.MonkeyPatch, publish: Any, size: int = 3) -> d
     settings = make_settings(UNREACHABLE_DB, batch_size=20)
     task = register_tasks(make_celery(settings), settings)
     monkeypatch.setattr(task, "apply_async", publish)
-    requests = [SimpleRequest(f"t-{n}", TASK_NAME, (delivery(camel_event()).to_wire(),), {}, {},
-                              "test", True, None, None, {"retries": n})
-                for n in range(size)]
+    requests = [batch_request(delivery(camel_event()), f"t-{n}", retries=n) for n in range(size)]
     outcomes: dict[str, str] = task.run(requests)
     return outcomes
 
