@@ -17,7 +17,8 @@ from bench.stack import Stack
 from refunds.delivery import RawDelivery
 from refunds.settings import Settings
 from worker.celery_app import make_celery
-from worker.publish import publish
+from worker.ledger import Ledger
+from worker.publish import Publisher
 
 Figures = dict[str, Any]
 
@@ -117,12 +118,12 @@ def s2(stack: Stack, sizes: Sizes, runs: int, rate: float) -> list[Figures]:
 def fill_queue(stack: Stack, signed: list[Signed]) -> float:
     """Publish the deliveries as the ingest would; returns publishes/s."""
     settings = Settings.from_env(stack.env())
-    app = make_celery(settings)
+    publisher = Publisher(make_celery(settings), Ledger(settings))
     now = datetime.now(UTC)
     started = time.perf_counter()
     for item in signed:
         headers = {k.lower(): v for k, v in item.headers.items()}
-        publish(app, RawDelivery.from_request(item.body, headers, now))
+        publisher.publish(RawDelivery.from_request(item.body, headers, now))
     return len(signed) / (time.perf_counter() - started)
 
 

@@ -114,13 +114,14 @@ def dlq_show(args: argparse.Namespace) -> int:
 
 def dlq_requeue(args: argparse.Namespace) -> int:
     from worker.celery_app import make_celery
-    from worker.publish import publish
+    from worker.ledger import Ledger
+    from worker.publish import Publisher
 
     settings = Settings.from_env()
-    celery = make_celery(settings)
+    publisher = Publisher(make_celery(settings), Ledger(settings))
     result = dead_letters.requeue(
         session_factory(settings),
-        lambda delivery: publish(celery, delivery),
+        publisher.publish,
         ids=args.ids,
         reason=args.reason,
     )

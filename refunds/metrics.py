@@ -25,6 +25,8 @@ DUPLICATES = Counter("refund_sink_duplicates", "Deliveries with no effect", ["ki
 RETRIES = Counter("refund_sink_retries", "Attempts that failed transiently and were retried")
 DEAD_LETTERED = Counter("refund_sink_dead_lettered", "Deliveries dead-lettered", ["reason"])
 REQUEUED = Counter("refund_sink_requeued", "Dead letters sent through again")
+REPUBLISHED = Counter("refund_sink_republished",
+                      "Accepted deliveries whose queue message was lost, published again")
 APPLY_SECONDS = Histogram(
     "refund_sink_apply_seconds", "Time to process one delivery, transaction included",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),

@@ -1,18 +1,19 @@
-"""Read queries over refunds, kept in the core so every view (API, CLI, later the refund desk)
-asks the same questions the same way."""
+"""Read queries over refunds and deliveries, kept in the core so every view (API, CLI, later
+the refund desk) and the ledger's sweeper ask the same questions the same way."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from refunds.models import Refund
+from refunds.dead_letters import REQUEUED
+from refunds.models import DeadLetter, Delivery, Refund
 
 MAX_PAGE = 500
 
@@ -77,6 +78,18 @@ def refunds_page(
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].shop, rows[-1].refund_id) if more else None
     return Page(rows, next_cursor)
+
+
+def settled_deliveries(delivery_ids: Collection[str], *, session: Session) -> set[str]:
+    """The deliveries among these whose fate is committed: claimed (applied, or a duplicate of
+    a recorded message) or dead-lettered and not sent through again since."""
+    ids = list(delivery_ids)
+    if not ids:
+        return set()
+    claimed = session.scalars(select(Delivery.delivery_id).where(Delivery.delivery_id.in_(ids)))
+    dead = session.scalars(select(DeadLetter.delivery_id).where(
+        DeadLetter.delivery_id.in_(ids), DeadLetter.state != REQUEUED))
+    return {*claimed, *dead}
 
 
 def encode_cursor(shop: str, refund_id: str) -> str:

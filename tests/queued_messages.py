@@ -1,4 +1,5 @@
-"""Reading what the ingest put on the Redis queue, through kombu's own message format."""
+"""Reading what the ingest put on the Redis queue, through kombu's own message format, and in
+the ledger beside it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import redis
 
 from refunds.delivery import RawDelivery
 from refunds.settings import Settings
+from worker.ledger import Ledger
 
 
 def envelopes(settings: Settings) -> list[dict[str, Any]]:
@@ -43,3 +45,13 @@ def take_queued(settings: Settings) -> list[RawDelivery]:
     finally:
         client.close()
     return found
+
+
+def ledger_entries(settings: Settings) -> dict[str, RawDelivery]:
+    """The ledger's deliveries by task message id."""
+    ledger = Ledger(settings)
+    try:
+        wires = ledger.client.hgetall(ledger.entries)
+    finally:
+        ledger.client.close()
+    return {key: RawDelivery.from_wire(json.loads(wire)) for key, wire in wires.items()}

@@ -13,7 +13,7 @@ _BUILT = ("app", "apply_delivery", "settings")
 def __getattr__(name: str) -> Any:
     if name not in _BUILT:
         raise AttributeError(f"module 'worker' has no attribute {name!r}")
-    from worker import observability
+    from worker import observability, sweeper
 
     observability.prepare_metrics_dir()
     from refunds.settings import Settings
@@ -22,6 +22,7 @@ def __getattr__(name: str) -> Any:
 
     settings = Settings.from_env()
     observability.install(settings)
+    sweeper.install(settings)
     app = make_celery(settings)
     globals().update(settings=settings, app=app, apply_delivery=register_tasks(app, settings))
     return globals()[name]

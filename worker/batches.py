@@ -25,12 +25,14 @@ from refunds.logs import event
 from refunds.settings import Settings
 from worker.celery_app import TASK_NAME
 from worker.handling import DeliveryHandler, describe
+from worker.ledger import Ledger
 from worker.publish import display
 from worker.redeliveries import StartCounter
 from worker.retry import is_contention, is_transient
 
 log = logging.getLogger("refund_sink.worker")
 REQUEUE = "requeue"  # the outcome that returns a message to the queue instead of acking it
+RETRY = "retry"  # the outcome of a message acked because its retry is published
 
 
 class DeliveryBatches(Batches):  # type: ignore[misc]
@@ -86,6 +88,7 @@ class BatchRunner:
         self.settings = settings
         self.handler = DeliveryHandler(settings)
         self.starts = StartCounter(settings)
+        self.ledger = Ledger(settings)
 
     def run(self, requests: Sequence[SimpleRequest]) -> dict[str, str]:
         outcomes: dict[str, str] = {}
@@ -106,6 +109,8 @@ class BatchRunner:
             outcomes.update(self._apply(list(pending.values())))
         finally:
             self.starts.finish(*starts)  # not reached when the process is killed
+        self.ledger.settle(message_id for message_id, outcome in outcomes.items()
+                           if outcome not in (REQUEUE, RETRY))
         return outcomes
 
     def _apply(self, batch: list[tuple[SimpleRequest, RawDelivery]]) -> dict[str, str]:
@@ -166,7 +171,7 @@ class BatchRunner:
             log.error("delivery %s: cannot publish the retry (%s); returning it to the queue",
                       delivery.delivery_id, type(error).__name__)
             return REQUEUE
-        return "retry"
+        return RETRY
 
 
 def register_batch_task(app: Celery, settings: Settings) -> Task:

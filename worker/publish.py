@@ -1,16 +1,31 @@
-"""Putting a raw delivery on the queue; used by the ingest, retries and dead-letter requeues."""
+"""Putting a raw delivery on the queue; used by the ingest, the spool, dead-letter requeues and
+the ledger's sweeper."""
 
 from __future__ import annotations
+
+import uuid
 
 from celery import Celery
 
 from refunds.delivery import RawDelivery
 from worker.celery_app import TASK_NAME
+from worker.ledger import Ledger
 
 
-def publish(app: Celery, delivery: RawDelivery) -> None:
-    """Fail fast (no publish retries): the caller answers 503 so Genstore retries later."""
-    app.send_task(TASK_NAME, args=[delivery.to_wire()], retry=False, **display(delivery))
+class Publisher:
+    def __init__(self, celery: Celery, ledger: Ledger):
+        self.celery, self.ledger = celery, ledger
+
+    def publish(self, delivery: RawDelivery, message_id: str | None = None) -> str:
+        """Record the delivery in the ledger, then queue it; returns the task message id.
+        Fails fast (no publish retries): the caller spools it or answers 503."""
+        message_id = message_id or str(uuid.uuid4())
+        self.ledger.record(message_id, delivery)
+        # A failed send leaves the entry: the message may have reached Redis all the same
+        # (a lost reply), and if not, the sweeper's copy is a duplicate the dedupe absorbs.
+        self.celery.send_task(TASK_NAME, args=[delivery.to_wire()], task_id=message_id,
+                              retry=False, **display(delivery))
+        return message_id
 
 
 def display(delivery: RawDelivery) -> dict[str, str]:

@@ -14,6 +14,7 @@ from refunds.settings import Settings
 from worker.batches import register_batch_task
 from worker.celery_app import TASK_NAME
 from worker.handling import DeliveryHandler
+from worker.ledger import Ledger
 from worker.publish import display
 from worker.redeliveries import StartCounter
 
@@ -27,6 +28,7 @@ def register_tasks(app: Celery, settings: Settings) -> Task:
         return register_batch_task(app, settings)
     handler = DeliveryHandler(settings)
     starts = StartCounter(settings)
+    ledger = Ledger(settings)
 
     @app.task(name=TASK_NAME, bind=True, max_retries=None)  # type: ignore[untyped-decorator]
     def apply_delivery(self: Task, wire: dict[str, Any]) -> str:
@@ -39,10 +41,13 @@ def register_tasks(app: Celery, settings: Settings) -> Task:
         try:
             if started > settings.max_redeliveries:
                 lost = handler.on_worker_lost(delivery, lost=started - 1)
-                return finish(self, delivery, WorkerLost(delivery.delivery_id), lost)
-            return apply(self, handler, delivery)
+                outcome = finish(self, delivery, WorkerLost(delivery.delivery_id), lost)
+            else:
+                outcome = apply(self, handler, delivery)
         finally:
             starts.finish(self.request.id)  # not reached when the process is killed
+        ledger.settle([self.request.id])  # not reached by a retry: it raises
+        return outcome
 
     return apply_delivery
 

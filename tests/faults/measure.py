@@ -16,6 +16,7 @@ from refunds.models import DeadLetter, Delivery, MessageRecord, Refund
 from refunds.settings import Settings
 from schemas.api import RefundView
 from tests.oracle import actual_state, expected_state
+from worker.ledger import Ledger
 
 from .traffic import Delivery as Sent
 
@@ -71,24 +72,33 @@ def outcomes(settings: Settings) -> tuple[int, int] | None:
 
 def wait_drained(settings: Settings, client: redis.Redis, timeout: float = 600,
                  stable: float = 4, stuck: float = 150) -> str | None:
-    """Until the queue and the unacked set are empty, the spool is empty and the database
-    counts have not moved for `stable` seconds. Returns None, or why it gave up (nothing moved
-    for `stuck` seconds, or `timeout` passed)."""
-    spool = Spool(settings.spool_dir)
+    """Until the queue and the unacked set are empty, the spool is empty, the ledger holds no
+    unsettled delivery, and the database counts have not moved for `stable` seconds. Returns
+    None, or why it gave up (nothing moved for `stuck` seconds, or `timeout` passed)."""
+    spool, ledger = Spool(settings.spool_dir), Ledger(settings)
     started = last_change = time.monotonic()
     last: tuple[Any, ...] | None = None
+    what = "backlog, spool, ledger, (applied, dead)"
     while True:
         now = time.monotonic()
-        state = (backlog(settings, client), spool.count(), outcomes(settings))
+        state = (backlog(settings, client), spool.count(), _unsettled(ledger),
+                 outcomes(settings))
         if state != last:
             last, last_change = state, now
-        elif state[0] == 0 and state[1] == 0 and now - last_change >= stable:
+        elif state[:3] == (0, 0, 0) and now - last_change >= stable:
             return None
         if now - last_change >= stuck:
-            return f"nothing moved for {stuck:.0f}s: backlog, spool, (applied, dead) = {state}"
+            return f"nothing moved for {stuck:.0f}s: {what} = {state}"
         if now - started >= timeout:
-            return f"not drained after {timeout:.0f}s: backlog, spool, (applied, dead) = {state}"
+            return f"not drained after {timeout:.0f}s: {what} = {state}"
         time.sleep(1)
+
+
+def _unsettled(ledger: Ledger) -> int | None:
+    try:
+        return ledger.size()
+    except redis.RedisError:
+        return None
 
 
 def evaluate(settings: Settings, name: str, *, sent: int, ok: int, accepted: set[str],

@@ -83,6 +83,8 @@ def run_scenario(context: Context, name: str, body: Body) -> Result:
                           expected_dead=plan.expected_dead, seconds=seconds)
         result.notes += plan.notes + ([plan.after()] if plan.after else [])
         result.failures += plan.failures + ([problem] if problem else [])
+        result.notes.append(f"published again by the ledger's sweeper: "
+                            f"{_log_lines(pipeline, 'delivery republished')}")
         result.notes.append(f"logs: {logs}")
         return result
     finally:

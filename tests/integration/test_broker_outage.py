@@ -10,7 +10,7 @@ from backing_services import stop
 from conftest import SECRET, make_settings
 from payloads import camel_event, to_body
 from processes import wait_for
-from queued_messages import queued
+from queued_messages import envelopes, ledger_entries, queued
 from signing import genstore_headers
 
 from ingest import create_app
@@ -44,6 +44,8 @@ def test_deliveries_during_a_broker_outage_are_spooled_then_queued(tmp_path: Pat
         wait_for(lambda: len(queued(settings)) == 20, 30, "spool not drained")
         assert sorted(raw.delivery_id for raw in queued(settings)) == sorted(
             f"w-{number}" for number in range(20))
+        assert {envelope["headers"]["id"] for envelope in envelopes(settings)} == set(
+            ledger_entries(settings))
         assert client.get("/readyz").get_json()["spool"] == "empty"
     finally:
         stop(broker)

@@ -12,7 +12,7 @@ from conftest import OLD_SECRET, SECRET, STANDARD_SECRET, make_settings
 from flask import Flask
 from flask.testing import FlaskClient
 from payloads import doc_example_event, to_body
-from queued_messages import envelopes, queued
+from queued_messages import envelopes, ledger_entries, queued
 from signing import genstore_headers, standard_headers
 
 from ingest import create_app
@@ -54,6 +54,8 @@ def test_signed_delivery_is_queued_raw_and_acknowledged_without_a_database(
     shown = envelope["headers"]["argsrepr"] + envelope["headers"]["kwargsrepr"]
     assert expected_id in shown and "Poplar" not in shown and "body'" not in shown
     assert len(shown) < 300
+    # and recorded in the ledger under the message's id, until a worker settles it
+    assert ledger_entries(ingest_settings) == {envelope["headers"]["id"]: raw}
 
 
 def test_delivery_id_header_is_used_and_rotated_secret_accepted(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from flask.testing import FlaskClient
 from oracle import actual_state, expected_state
 from payloads import camel_event, spec_sequence, to_body
 from processes import environment, wait_for, workers
+from queued_messages import ledger_entries, queued
 from signing import genstore_headers
 from sqlalchemy import func, select, text
 
@@ -23,6 +25,7 @@ from ingest import create_app
 from refunds.db import session_factory
 from refunds.models import DeadLetter, Delivery, MessageRecord
 from refunds.settings import Settings
+from worker.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +110,7 @@ def test_two_workers_thousand_shuffled_deliveries_match_the_oracle(
         unique_ids = len({delivery_id for delivery_id, _ in traffic})
         wait_for(lambda: count(stack_settings, Delivery) == unique_ids, 180,
                  "traffic not drained")
+        wait_for(lambda: not ledger_entries(stack_settings), 10, "ledger entries not settled")
     assert count(stack_settings, MessageRecord) == 700
     assert count(stack_settings, DeadLetter) == 0
     for refund_id, payloads in by_refund.items():
@@ -157,6 +161,7 @@ def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
                             str(letter.id)], env=environment(settings), check=True)
         wait_for(lambda: view(settings, "7001")["events_applied"] == 2, 30, "requeue not applied")
         wait_for(lambda: count(settings, Delivery) == 2, 30, "requeue not recorded")
+        wait_for(lambda: not ledger_entries(settings), 10, "ledger entries not settled")
     with session_factory(settings)() as session:
         assert session.scalars(select(DeadLetter.state)).one() == "resolved"
     assert count(settings, MessageRecord) == 2
@@ -220,6 +225,32 @@ def test_sigkilled_worker_message_is_applied_once_after_visibility_timeout(
     assert took < 15 + 15  # visibility timeout + restore sweep + start-up
     assert view(settings, "7001")["events_applied"] == 2
     assert count(settings, MessageRecord) == 2
+
+
+@BATCH_SIZES
+def test_a_message_lost_in_kombus_fetch_window_is_published_again_and_applied_once(
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path, batch_size: int
+) -> None:
+    # kombu pops a message before recording it as unacked (celery#7950): a worker killed in
+    # between loses it. Simulated here by popping it by hand before any worker runs.
+    settings = make_settings(pg_url, redis_url, key_prefix, visibility_timeout=10,
+                             task_time_limit=8, batch_size=batch_size)
+    client = create_app(settings).test_client()
+    for payload in spec_sequence():
+        send(client, payload)
+    sent_at = time.monotonic()
+    client_redis = Ledger(settings).client
+    popped = client_redis.rpop(settings.redis_key_prefix + settings.queue)
+    assert popped is not None and len(queued(settings)) == 2
+    with workers(settings, tmp_path, count=2) as started:
+        wait_for(lambda: count(settings, Delivery) == 3, 60, "lost message not applied")
+        took = time.monotonic() - sent_at
+        wait_for(lambda: not ledger_entries(settings), 10, "ledger entries not settled")
+        republished = [w.output().count('"event": "delivery republished"') for w in started]
+    assert sorted(republished) == [0, 1]  # one sweeper at a time, one copy
+    assert 10 <= took < 10 + 20  # after the visibility timeout, within a few sweeps
+    state = view(settings, "7001")
+    assert (state["status"], state["events_applied"]) == ("refunded", 3)
 
 
 def _active(settings: Settings) -> str:

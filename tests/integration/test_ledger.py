@@ -1,0 +1,185 @@
+"""The ledger and its sweeper against real Redis and both databases: what the sweeper publishes
+again, and what it leaves alone. No worker runs here; the queue is read back as Redis holds it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from conftest import make_settings
+from deliveries import apply, delivery
+from payloads import camel_event
+from queued_messages import envelopes, ledger_entries
+
+from refunds import dead_letters
+from refunds.db import session_factory
+from refunds.delivery import RawDelivery
+from refunds.settings import Settings
+from worker import sweeper as sweeper_module
+from worker.celery_app import make_celery
+from worker.sweeper import Sweeper
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
+    return make_settings(db_url, redis_url, key_prefix, visibility_timeout=10,
+                         task_time_limit=8)
+
+
+@pytest.fixture
+def sweeper(settings: Settings) -> Iterator[Sweeper]:
+    found = Sweeper(settings, make_celery(settings))
+    yield found
+    found.ledger.client.close()
+
+
+def published(sweeper: Sweeper, *refund_ids: str) -> dict[str, RawDelivery]:
+    """Deliveries published as the ingest publishes them, by task message id."""
+    found = {}
+    for refund_id in refund_ids:
+        raw = delivery(camel_event(refund_id=refund_id), delivery_id=f"d-{refund_id}")
+        found[sweeper.publisher.publish(raw)] = raw
+    return found
+
+
+def age(sweeper: Sweeper, message_ids: list[str], seconds: float = 60) -> None:
+    sweeper.ledger.client.zadd(sweeper.ledger.recorded_at,
+                               dict.fromkeys(message_ids, time.time() - seconds))
+
+
+def lose(sweeper: Sweeper, message_id: str) -> str:
+    """Take a message off the queue the way a worker killed inside kombu's fetch window loses
+    it: popped, never recorded as unacked. Returns the raw message."""
+    client, key = sweeper.ledger.client, sweeper.queue_key
+    for raw in client.lrange(key, 0, -1):
+        if json.loads(raw)["headers"]["id"] == message_id:
+            client.lrem(key, 1, raw)
+            return str(raw)
+    raise AssertionError(f"{message_id} is not on the queue")
+
+
+def queued_ids(settings: Settings) -> list[str]:
+    return [envelope["headers"]["id"] for envelope in envelopes(settings)]
+
+
+def test_publish_records_each_message_in_the_ledger(settings: Settings, sweeper: Sweeper) -> None:
+    sent = published(sweeper, "1", "2")
+    assert sorted(queued_ids(settings)) == sorted(sent)
+    assert ledger_entries(settings) == sent
+    sweeper.ledger.settle(list(sent)[:1])
+    assert list(ledger_entries(settings)) == list(sent)[1:]
+
+
+def test_a_lost_message_is_published_again_under_its_id(
+    settings: Settings, sweeper: Sweeper, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent = published(sweeper, "1", "2", "3")
+    lost = list(sent)[1]
+    age(sweeper, list(sent))
+    lose(sweeper, lost)
+    assert sweeper.sweep() == 1
+    assert sorted(queued_ids(settings)) == sorted(sent)
+    assert "delivery republished" in caplog.text and "d-2" in caplog.text
+    assert sweeper.sweep() == 0  # its entry is young again: nothing twice
+
+
+def test_a_young_entry_is_left_alone(settings: Settings, sweeper: Sweeper) -> None:
+    [message_id] = published(sweeper, "1")
+    lose(sweeper, message_id)  # published less than a visibility timeout ago
+    assert sweeper.sweep() == 0
+    assert queued_ids(settings) == []
+
+
+def test_a_message_a_worker_holds_is_left_alone(settings: Settings, sweeper: Sweeper) -> None:
+    [message_id] = published(sweeper, "1")
+    age(sweeper, [message_id])
+    raw = lose(sweeper, message_id)
+    # kombu's record of a message a worker fetched: [message, exchange, routing key]
+    sweeper.ledger.client.hset(sweeper.unacked_key, "tag-1",
+                               json.dumps([json.loads(raw), "", settings.queue]))
+    assert sweeper.sweep() == 0
+    assert queued_ids(settings) == []
+    assert list(ledger_entries(settings)) == [message_id]
+
+
+def test_a_settled_delivery_is_forgotten_not_published(
+    settings: Settings, sweeper: Sweeper
+) -> None:
+    # given a worker that committed the effect and died before clearing the entry
+    sent = published(sweeper, "1")
+    [(message_id, raw)] = sent.items()
+    age(sweeper, [message_id])
+    lose(sweeper, message_id)
+    apply(settings, raw)
+    assert sweeper.sweep() == 0
+    assert queued_ids(settings) == []
+    assert ledger_entries(settings) == {}
+
+
+def test_a_dead_letter_counts_as_settled_until_it_is_requeued(
+    settings: Settings, sweeper: Sweeper
+) -> None:
+    sent = published(sweeper, "1")
+    [(message_id, raw)] = sent.items()
+    with session_factory(settings).begin() as session:
+        dead_letters.record(raw, reason="retries_exhausted", error="x", session=session)
+    age(sweeper, [message_id])
+    lose(sweeper, message_id)
+    # requeued, and that message lost too: the letter waits on it, so it is published again
+    with session_factory(settings)() as session:
+        [letter] = dead_letters.find(session=session, state=dead_letters.DEAD)
+        letter_id = letter.id
+    result = dead_letters.requeue(session_factory(settings), sweeper.publisher.publish,
+                                  ids=[letter_id])
+    assert result.requeued == [letter_id]
+    [requeue_id] = set(ledger_entries(settings)) - {message_id}
+    age(sweeper, [message_id, requeue_id])
+    lose(sweeper, requeue_id)
+    assert sweeper.sweep() == 2  # both entries now wait on the requeued letter
+    assert sorted(queued_ids(settings)) == sorted([message_id, requeue_id])
+
+
+def test_only_one_sweeper_at_a_time(settings: Settings, sweeper: Sweeper) -> None:
+    [message_id] = published(sweeper, "1")
+    age(sweeper, [message_id])
+    lose(sweeper, message_id)
+    other = redis.Redis.from_url(settings.redis_url).lock(sweeper.ledger.sweep_lock_name,
+                                                           timeout=30)
+    assert other.acquire(blocking=False)
+    try:
+        assert sweeper.sweep() == 0
+    finally:
+        other.release()
+    assert sweeper.sweep() == 1
+
+
+def test_a_long_queue_defers_the_sweep(
+    settings: Settings, sweeper: Sweeper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sweeper_module, "MAX_SCANNED_QUEUE", 2)
+    sent = published(sweeper, "1", "2", "3", "4")
+    age(sweeper, list(sent))
+    lose(sweeper, list(sent)[0])
+    assert sweeper.sweep() == 0  # 3 still queued: its messages are old because they wait
+    lose(sweeper, list(sent)[1])
+    assert sweeper.sweep() == 2
+
+
+def test_foreign_queue_messages_and_bad_entries_do_not_stop_the_sweep(
+    settings: Settings, sweeper: Sweeper
+) -> None:
+    [message_id] = published(sweeper, "1")
+    lose(sweeper, message_id)
+    client = sweeper.ledger.client
+    client.lpush(sweeper.queue_key, "not json", json.dumps({"headers": {}}))
+    client.hset(sweeper.unacked_key, "tag-1", "[]")
+    client.hset(sweeper.ledger.entries, "broken", "{}")
+    age(sweeper, [message_id, "broken"])
+    assert sweeper.sweep() == 1
+    assert message_id in client.lrange(sweeper.queue_key, 0, 0)[0]
+    assert list(ledger_entries(settings)) == [message_id]
