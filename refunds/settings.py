@@ -37,7 +37,7 @@ class Settings:
     max_redeliveries: int = 5
     heartbeat_file: str = DEFAULT_HEARTBEAT_FILE
     metrics_port: int = 9191
-    batch_size: int = 1
+    batch_size: int = 100
     batch_wait_ms: int = 50
 
     @classmethod
@@ -62,7 +62,7 @@ class Settings:
             max_redeliveries=_int(env, "REFUND_SINK_MAX_REDELIVERIES", 5, minimum=1),
             heartbeat_file=env.get("REFUND_SINK_HEARTBEAT_FILE") or DEFAULT_HEARTBEAT_FILE,
             metrics_port=_int(env, "REFUND_SINK_METRICS_PORT", 9191, minimum=0),
-            batch_size=_int(env, "REFUND_SINK_BATCH_SIZE", 1, minimum=1),
+            batch_size=_int(env, "REFUND_SINK_BATCH_SIZE", 100, minimum=1),
             batch_wait_ms=_int(env, "REFUND_SINK_BATCH_WAIT_MS", 50, minimum=1),
         )
         settings.check_timeouts()

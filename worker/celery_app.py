@@ -31,9 +31,8 @@ def make_celery(settings: Settings) -> Celery:
         # escapes (a retry that could not be published, a hard time limit) must leave the
         # message to come back after the visibility timeout, not be acknowledged and lost.
         task_acks_on_failure_or_timeout=False,
-        # One message at a time per process: a prefetched message would sit unacked, and
-        # unprocessed, in a worker that may die. Batch mode needs a batch's worth per process;
-        # a dead worker's batch comes back after the visibility timeout like any message.
+        # A batch's worth per process (one message when REFUND_SINK_BATCH_SIZE=1): a dead
+        # worker's prefetched messages come back after the visibility timeout like any other.
         worker_prefetch_multiplier=settings.batch_size,
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=max(1, settings.task_time_limit - 5),
