@@ -1,5 +1,6 @@
-"""Gauges read at scrape time: queue depth and age, spool size, dead letters by reason and
-state. Read live rather than counted, so they are right whichever process did the work."""
+"""Gauges read at scrape time: queue depth and age, unsettled deliveries, spool size, dead
+letters by reason and state. Read live rather than counted, so they are right whichever
+process did the work."""
 
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ class LiveCollector(Collector):
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=1,
                                       socket_connect_timeout=1)
         up = GaugeMetricFamily("refund_sink_broker_up", "1 if Redis answered this scrape")
+        ledger = self.services.publisher.ledger
         try:
             key = settings.redis_key_prefix + settings.queue
             depth, oldest = client.llen(key), client.lindex(key, -1)
+            unsettled, first_recorded = ledger.size(), ledger.oldest()
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
@@ -53,6 +56,16 @@ class LiveCollector(Collector):
                                 "Age of the oldest waiting delivery (0 when none)")
         age.add_metric([], _age(oldest) if oldest else 0.0)
         yield age
+        ledger_size = GaugeMetricFamily(
+            "refund_sink_unsettled_deliveries",
+            "Deliveries published and not yet applied or dead-lettered (the ledger)")
+        ledger_size.add_metric([], unsettled)
+        yield ledger_size
+        ledger_age = GaugeMetricFamily(
+            "refund_sink_unsettled_oldest_age_seconds",
+            "Time since the oldest unsettled delivery was published (0 when none)")
+        ledger_age.add_metric([], time.time() - first_recorded if first_recorded else 0.0)
+        yield ledger_age
 
     def _dead_letters(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("refund_sink_database_up", "1 if the database answered")

@@ -16,7 +16,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.worker.request import Request
-from celery_batches import Batches, SimpleRequest
+from celery_batches import Batches, SimpleRequest, consume_queue
 from celery_batches.trace import apply_batches_task
 
 from refunds.apply import Outcome
@@ -39,6 +39,19 @@ class DeliveryBatches(Batches):  # type: ignore[misc]
     """celery-batches' task class, with acks, rejects and task events per message."""
 
     time_limit: int
+
+    def Strategy(self, task: Task, app: Celery, consumer: Any) -> Any:
+        """Built again on every consumer (re)start. Celery clears the event loop's timers when
+        the broker connection drops, which kills the flush timer celery-batches started once:
+        without a new one, a part-filled batch would wait for the visibility timeout. Requests
+        buffered on the lost channel can no longer be acked (Celery drops its own reserved
+        requests the same way); their messages come back from Redis."""
+        dropped = len(list(consume_queue(self._buffer))) + len(list(consume_queue(self._pending)))
+        if dropped:
+            log.warning("broker connection restarted: %d buffered deliveries left to come "
+                        "back from Redis", dropped)
+        self._tref = None
+        return super().Strategy(task, app, consumer)
 
     def flush(self, requests: Collection[Request]) -> None:
         fresh = [r for r in requests if not r.delivery_info.get("redelivered")]

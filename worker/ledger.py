@@ -71,3 +71,8 @@ class Ledger:
 
     def size(self) -> int:
         return int(self.client.zcard(self.recorded_at))
+
+    def oldest(self) -> float | None:
+        """When the oldest entry was recorded (or last republished), as a Unix time."""
+        first = self.client.zrange(self.recorded_at, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None

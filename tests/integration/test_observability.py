@@ -96,6 +96,8 @@ def test_metrics_count_each_kind_of_delivery(run: Any) -> None:
     assert delta("refund_sink_deliveries_rejected_total", reason="invalid_signature") == 1
     assert delta("refund_sink_deliveries_rejected_total", reason="body_too_large") == 1
     assert value(ingest, "refund_sink_queue_depth") == 0
+    wait_for(lambda: value(client.get("/metrics").get_data(as_text=True),
+                           "refund_sink_unsettled_deliveries") == 0, 10, "ledger not settled")
     assert value(ingest, "refund_sink_dead_letters", reason="invalid_json", state="dead") == 1
     assert value(ingest, "refund_sink_dead_letters", reason="unknown_status", state="dead") == 1
     assert value(ingest, "refund_sink_broker_up") == value(ingest, "refund_sink_database_up") == 1
