@@ -127,14 +127,26 @@ def fill_queue(stack: Stack, signed: list[Signed]) -> float:
     return len(signed) / (time.perf_counter() - started)
 
 
+# Commits are told apart by `processed_at`, the transaction's time (one per batch).
+SPAN_RATE = """
+WITH commits AS (SELECT processed_at AS at, count(*) AS applied FROM deliveries GROUP BY 1),
+     start AS (SELECT at FROM commits ORDER BY at OFFSET %(processes)s - 1 LIMIT 1)
+SELECT coalesce(sum(applied) FILTER (WHERE commits.at > start.at), 0),
+       extract(epoch FROM max(commits.at) - start.at)
+FROM commits, start GROUP BY start.at
+"""
+
+
 def apply_span_rate(stack: Stack) -> float:
-    """Messages/s between the first and the last commit (worker start-up not counted)."""
+    """Messages/s from the moment every worker process has committed once to the last commit:
+    the messages committed after it over the time between. Worker start-up and each process's
+    first batch (begun before the span) are not counted, so the figure neither gains nor loses
+    by the batch size. NaN with fewer commits than processes."""
     with psycopg.connect(stack.database_url) as conn:
-        row = conn.execute("SELECT count(*), extract(epoch FROM max(processed_at) - "
-                           "min(processed_at)) FROM deliveries").fetchone()
-    assert row is not None
-    count, span = int(row[0]), float(row[1] or 0.0)
-    return (count - 1) / span if span > 0 else float("nan")
+        row = conn.execute(SPAN_RATE, {"processes": stack.config.worker_concurrency}).fetchone()
+    if row is None or not row[1]:
+        return float("nan")
+    return int(row[0]) / float(row[1])
 
 
 def s3(stack: Stack, sizes: Sizes, runs: int) -> list[Figures]:

@@ -106,7 +106,8 @@ def make_settings(database_url: str, redis_url: str = "redis://127.0.0.1:1/0",
         "lock_timeout_ms": 500,
         "spool_dir": str(SPOOL_ROOT / uuid.uuid4().hex),
         "metrics_port": 0,  # tests that scrape a worker choose a free port
-        "heartbeat_file": str(SPOOL_ROOT / f"heartbeat-{uuid.uuid4().hex}"),
+        # in a directory that does not exist yet: the worker creates it
+        "heartbeat_file": str(SPOOL_ROOT / uuid.uuid4().hex / "worker.heartbeat"),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -24,7 +24,8 @@ def tiny() -> scenarios.Sizes:
 def test_every_scenario_produces_its_figures_and_applies_every_delivery() -> None:
     # given a private stack and tiny sizes
     sizes = tiny()
-    with Stack(Config()) as stack:
+    # batches of 4: S3's 20 messages take several commits per process, as 2,000 do at 100
+    with Stack(Config(batch_size=4, prefetch=4)) as stack:
         # when each scenario runs once
         results = {
             "machine": report.machine(),

@@ -36,15 +36,24 @@ def install(settings: Settings) -> None:
     def on_ready(**_kwargs: Any) -> None:
         if settings.metrics_port:
             _start_metrics_server(settings.metrics_port)
-        heartbeat.touch()
+        _touch(heartbeat)
 
     def on_heartbeat(**_kwargs: Any) -> None:
-        heartbeat.touch()
+        _touch(heartbeat)
 
     # Connecting to setup_logging also stops Celery from configuring logging itself.
     signals.setup_logging.connect(configure_logging, weak=False)
     signals.worker_ready.connect(on_ready, weak=False)
     signals.heartbeat_sent.connect(on_heartbeat, weak=False)
+
+
+def _touch(heartbeat: Path) -> None:
+    """Creates the file's directory the first time (a fresh volume, a new temp path)."""
+    try:
+        heartbeat.touch()
+    except FileNotFoundError:
+        heartbeat.parent.mkdir(parents=True, exist_ok=True)
+        heartbeat.touch()
 
 
 # Flower's API routes that act on tasks or workers; removed so Flower only observes.
