@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -214,6 +215,13 @@ def _child(args: tuple[str, tuple[str, int], range, float, int]) -> LoadResult:
     return result
 
 
+def _default_sigterm() -> None:
+    """The pool stops its children with SIGTERM; the benchmark's own handler (clean up, then
+    exit), inherited through fork, could make a child exit holding the pool's queue lock
+    and leave its sibling blocked on it for ever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_python(address: str, requests: Sequence[bytes], *, processes: int, connections: int,
                rate: float | None = None) -> LoadResult:
     """Send every request once. Closed loop (`rate` None: `connections` outstanding per
@@ -226,7 +234,7 @@ def run_python(address: str, requests: Sequence[bytes], *, processes: int, conne
     jobs = [(mode, (host, int(port)), range(p, len(requests), processes), per_rate, connections)
             for p in range(processes)]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(processes) as pool:
+    with ctx.Pool(processes, initializer=_default_sigterm) as pool:
         parts = pool.map(_child, jobs)
     total = LoadResult()
     for part in parts:

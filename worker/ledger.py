@@ -14,12 +14,12 @@ import contextlib
 import json
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from refunds.delivery import RawDelivery
 from refunds.settings import Settings
 
 
@@ -34,11 +34,12 @@ class Ledger:
         self.entries, self.recorded_at = base, f"{base}:recorded-at"
         self.sweep_lock_name = f"{base}:sweeping"
 
-    def record(self, message_id: str, delivery: RawDelivery) -> None:
+    def record(self, message_id: str, wire: dict[str, Any]) -> None:
         """Before the message is published: an entry without its message is only republished
-        (a duplicate the dedupe absorbs); a message without its entry could be lost."""
+        (a duplicate the dedupe absorbs); a message without its entry could be lost. `wire`
+        is the delivery's wire form (`RawDelivery.to_wire`)."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.entries, message_id, json.dumps(delivery.to_wire()))
+        pipe.hset(self.entries, message_id, json.dumps(wire))
         pipe.zadd(self.recorded_at, {message_id: time.time()})
         pipe.execute()
 
@@ -64,10 +65,10 @@ class Ledger:
             self.recorded_at, "-inf", cutoff, start=0, num=limit)]
         if not ids:
             return {}
-        wires = self.client.hmget(self.entries, ids)
-        # an entry settled between the two reads has no wire left
-        return {message_id: str(wire) for message_id, wire in zip(ids, wires, strict=True)
-                if wire}
+        wires = dict(zip(ids, self.client.hmget(self.entries, ids), strict=True))
+        # settled between the two reads, or a half-written entry: nothing to publish
+        self.settle(message_id for message_id, wire in wires.items() if not wire)
+        return {message_id: str(wire) for message_id, wire in wires.items() if wire}
 
     def size(self) -> int:
         return int(self.client.zcard(self.recorded_at))

@@ -20,10 +20,11 @@ class Publisher:
         """Record the delivery in the ledger, then queue it; returns the task message id.
         Fails fast (no publish retries): the caller spools it or answers 503."""
         message_id = message_id or str(uuid.uuid4())
-        self.ledger.record(message_id, delivery)
+        wire = delivery.to_wire()
+        self.ledger.record(message_id, wire)
         # A failed send leaves the entry: the message may have reached Redis all the same
         # (a lost reply), and if not, the sweeper's copy is a duplicate the dedupe absorbs.
-        self.celery.send_task(TASK_NAME, args=[delivery.to_wire()], task_id=message_id,
+        self.celery.send_task(TASK_NAME, args=[wire], task_id=message_id,
                               retry=False, **display(delivery))
         return message_id
 

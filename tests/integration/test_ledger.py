@@ -179,7 +179,8 @@ def test_foreign_queue_messages_and_bad_entries_do_not_stop_the_sweep(
     client.lpush(sweeper.queue_key, "not json", json.dumps({"headers": {}}))
     client.hset(sweeper.unacked_key, "tag-1", "[]")
     client.hset(sweeper.ledger.entries, "broken", "{}")
-    age(sweeper, [message_id, "broken"])
+    age(sweeper, [message_id, "broken", "orphan"])  # "orphan": a time without an entry
     assert sweeper.sweep() == 1
     assert message_id in client.lrange(sweeper.queue_key, 0, 0)[0]
+    assert client.zrange(sweeper.ledger.recorded_at, 0, -1) == [message_id]
     assert list(ledger_entries(settings)) == [message_id]
