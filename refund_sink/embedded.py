@@ -70,7 +70,7 @@ class EmbeddedSink:
         settings = Settings.from_env(env)
         self._spawn("ingest", gunicorn_command(f"{self.host}:{self.port}", 2),
                     with_metrics_dir(env))
-        self._spawn("worker", worker_command(settings, 1), env)
+        self._spawn("worker", worker_command(settings, 1), with_metrics_dir(env))
         flower = [sys.executable, "-m", "celery", "-A", "worker", "flower",
                   "--address=127.0.0.1", f"--port={self.flower_port}"]
         self._spawn("flower", flower, env)

@@ -48,9 +48,11 @@ def gunicorn_command(bind: str, workers: int) -> list[str]:
 
 
 def with_metrics_dir(env: dict[str, str]) -> dict[str, str]:
-    """gunicorn's processes count into one fresh directory so a scrape sees their sum."""
+    """gunicorn's or Celery's processes count into one fresh directory so a scrape sees their
+    sum. Set before the process starts: Celery's command line imports prometheus_client
+    (through Flower's plug-in) before the app could set it."""
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):
-        env = {**env, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="refund-sink-ingest-")}
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="refund-sink-metrics-")}
     return env
 
 
@@ -79,7 +81,7 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2).ping()
     command = worker_command(settings, args.concurrency)
-    os.execv(command[0], command)
+    os.execve(command[0], command, with_metrics_dir(dict(os.environ)))
     return 0  # pragma: no cover
 
 

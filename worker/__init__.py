@@ -13,10 +13,11 @@ _BUILT = ("app", "apply_delivery", "settings")
 def __getattr__(name: str) -> Any:
     if name not in _BUILT:
         raise AttributeError(f"module 'worker' has no attribute {name!r}")
-    from worker import observability, sweeper
+    from worker import observability
 
-    observability.prepare_metrics_dir()
+    observability.prepare_metrics_dir()  # before anything imports prometheus_client
     from refunds.settings import Settings
+    from worker import sweeper
     from worker.celery_app import make_celery
     from worker.tasks import register_tasks
 

@@ -20,7 +20,9 @@ log = logging.getLogger("refund_sink.worker")
 
 def prepare_metrics_dir() -> None:
     """Pool processes count into files here; the main process serves their sum. Must run
-    before prometheus_client is first imported."""
+    before prometheus_client is first imported, which Celery's command line already does
+    (Flower's plug-in): `refund-sink worker` sets the directory before Celery starts, and
+    this covers other ways of loading the app."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="refund-sink-metrics-")
 

@@ -2,7 +2,8 @@
 process every time: such a message never ends normally, so it is requeued again and again.
 
 Each start increments a counter in Redis keyed by the task message's id (a redelivered
-message keeps its id; a retry or a requeue is a new message); every normal end deletes it.
+message and a retry keep the id; a dead-letter requeue is a new message); every normal end,
+a retry's included, deletes it.
 A count above the limit means the previous starts all died mid-message."""
 
 from __future__ import annotations

@@ -80,6 +80,38 @@ def run(pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path,
         yield settings, client, f"http://127.0.0.1:{port}/metrics", worker.log
 
 
+def test_worker_counts_add_up_without_a_metrics_dir_set(
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as `refund-sink worker` and the deploy manifests run it: the worker creates the
+    # directory before prometheus_client is first imported, or its counters stay per process
+    port = free_port()
+    settings = make_settings(pg_url, redis_url, key_prefix, metrics_port=port)
+    client = create_app(settings).test_client()
+    body = to_body(camel_event(refund_id="1"))
+
+    def applied() -> float:
+        try:
+            return value(_get(f"http://127.0.0.1:{port}/metrics", {}),
+                         "refund_sink_messages_applied_total")
+        except OSError:
+            return 0.0
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "refund_sink.cli", "worker", "--concurrency", "1"],
+            env=environment(settings), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "ready." in log.read_text(), 60, "worker not ready")
+        client.post("/webhooks/genstore", data=body, headers=genstore_headers(body, SECRET))
+        wait_for(lambda: applied() == 1, 30, "the pool process's count is not served")
+    finally:
+        stop(worker)
+
+
 def test_metrics_count_each_kind_of_delivery(run: Any) -> None:
     settings, client, worker_metrics, _log = run
     before = client.get("/metrics").get_data(as_text=True)
