@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from refunds.dead_letters import REQUEUED
+from refunds.dead_letters import DEAD
 from refunds.models import DeadLetter, Delivery, Refund
 
 MAX_PAGE = 500
@@ -80,16 +80,17 @@ def refunds_page(
     return Page(rows, next_cursor)
 
 
-def settled_deliveries(delivery_ids: Collection[str], *, session: Session) -> set[str]:
-    """The deliveries among these whose fate is committed: claimed (applied, or a duplicate of
-    a recorded message) or dead-lettered and not sent through again since."""
-    ids = list(delivery_ids)
+def settled_deliveries(published: Mapping[str, datetime], *, session: Session) -> set[str]:
+    """Of these deliveries (id: when last published), those whose fate is committed: claimed
+    (applied, or a duplicate of a recorded message), or dead-lettered since that publish. An
+    older dead letter does not settle a later copy: that copy could still apply."""
+    ids = list(published)
     if not ids:
         return set()
     claimed = session.scalars(select(Delivery.delivery_id).where(Delivery.delivery_id.in_(ids)))
-    dead = session.scalars(select(DeadLetter.delivery_id).where(
-        DeadLetter.delivery_id.in_(ids), DeadLetter.state != REQUEUED))
-    return {*claimed, *dead}
+    dead = session.execute(select(DeadLetter.delivery_id, DeadLetter.last_failed_at).where(
+        DeadLetter.delivery_id.in_(ids), DeadLetter.state == DEAD))
+    return {*claimed, *(i for i, failed_at in dead if failed_at >= published[i])}
 
 
 def encode_cursor(shop: str, refund_id: str) -> str:

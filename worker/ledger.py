@@ -58,17 +58,20 @@ class Ledger:
         pipe.zrem(self.recorded_at, *message_ids)
         pipe.execute()
 
-    def recorded_before(self, cutoff: float, limit: int) -> dict[str, str]:
+    def recorded_before(self, cutoff: float, limit: int) -> dict[str, tuple[float, str]]:
         """The oldest entries recorded (or last republished) before `cutoff`: message id to
-        the delivery's wire form as stored."""
-        ids = [str(raw) for raw in self.client.zrangebyscore(
-            self.recorded_at, "-inf", cutoff, start=0, num=limit)]
-        if not ids:
+        (when, as a Unix time; the delivery's wire form as stored)."""
+        oldest: list[Any] = self.client.zrangebyscore(self.recorded_at, "-inf", cutoff, start=0,
+                                                      num=limit, withscores=True)
+        times = {str(message_id): float(score) for message_id, score in oldest}
+        if not times:
             return {}
+        ids = list(times)
         wires = dict(zip(ids, self.client.hmget(self.entries, ids), strict=True))
         # settled between the two reads, or a half-written entry: nothing to publish
         self.settle(message_id for message_id, wire in wires.items() if not wire)
-        return {message_id: str(wire) for message_id, wire in wires.items() if wire}
+        return {message_id: (times[message_id], str(wire))
+                for message_id, wire in wires.items() if wire}
 
     def size(self) -> int:
         return int(self.client.zcard(self.recorded_at))

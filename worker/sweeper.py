@@ -4,9 +4,10 @@ Each worker's main process runs one in a thread; a Redis lock lets one sweep at 
 entry is published again, under its own message id, when it is older than the visibility
 timeout (by then its message is queued, held unacked by a worker, or settled), its message
 is neither on the queue nor in the unacked hash, and the database records no fate for it.
-The reads go queue, unacked hash, database, the way a message moves: a message is seen at
-one of them, except inside kombu's own fetch and restore windows, where the extra copy is a
-duplicate the dedupe absorbs."""
+The queue and the unacked hash are read in one Lua script (one snapshot, and only message
+ids leave Redis), then the database: the way a message moves, so a message is seen at one
+of them, except inside kombu's own fetch and restore windows and Celery's retry-then-ack,
+where the extra copy is a duplicate the dedupe absorbs."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from celery import Celery, signals
 from redis.exceptions import LockError
+from redis.lock import Lock
 
 from refunds import metrics
 from refunds.db import session_factory
@@ -28,6 +32,7 @@ from refunds.logs import event
 from refunds.queries import settled_deliveries
 from refunds.settings import Settings
 from worker.celery_app import make_celery
+from worker.handling import describe
 from worker.ledger import Ledger
 from worker.publish import Publisher
 
@@ -36,7 +41,29 @@ ENTRIES_PER_SWEEP = 500
 # A longer queue is not scanned: its messages are old because they wait, and reading it all
 # every sweep would cost more than the rare lost message; the sweep waits for it to shrink.
 MAX_SCANNED_QUEUE = 2_000
-LOCK_SECONDS = 30  # a sweep takes well under a second; a killed sweeper blocks no longer
+# A sweeper killed mid-sweep blocks others this long. One whose sweep outlasts it (a slow
+# database) finds the lock gone before publishing, and publishes nothing.
+LOCK_SECONDS = 60
+# The task ids of the messages on the queue (KEYS[1]) and held unacked (KEYS[2], kombu's
+# [message, exchange, routing key] per delivery tag); nil when the queue is longer than
+# ARGV[1]. Anything that is not a kombu message is skipped.
+IN_FLIGHT = """
+if redis.call('LLEN', KEYS[1]) > tonumber(ARGV[1]) then return false end
+local ids = {}
+local function add(raw, held)
+  local ok, decoded = pcall(cjson.decode, raw)
+  if not ok or type(decoded) ~= 'table' then return end
+  local message = decoded
+  if held then message = decoded[1] end
+  if type(message) == 'table' and type(message.headers) == 'table'
+      and type(message.headers.id) == 'string' then
+    ids[#ids + 1] = message.headers.id
+  end
+end
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do add(raw, false) end
+for _, raw in ipairs(redis.call('HVALS', KEYS[2])) do add(raw, true) end
+return ids
+"""
 
 
 class Sweeper:
@@ -47,6 +74,7 @@ class Sweeper:
         self.every = min(30.0, max(1.0, settings.visibility_timeout / 10))
         self.queue_key = settings.redis_key_prefix + settings.queue
         self.unacked_key = settings.redis_key_prefix + "unacked"
+        self._in_flight = self.ledger.client.register_script(IN_FLIGHT)
         self._stopped = threading.Event()
 
     def start(self) -> None:
@@ -60,7 +88,7 @@ class Sweeper:
             try:
                 self.sweep()
             except Exception as error:  # Redis or the database away: the next sweep retries
-                log.warning("ledger sweep failed (%s: %s)", type(error).__name__, error)
+                log.warning("ledger sweep failed (%s)", describe(error))
 
     def sweep(self) -> int:
         """One pass, if no other worker is sweeping; returns how many were published again."""
@@ -69,27 +97,30 @@ class Sweeper:
         if not lock.acquire():
             return 0
         try:
-            return self._sweep()
+            return self._sweep(lock)
         finally:
             with contextlib.suppress(LockError, redis.RedisError):  # else it expires
                 lock.release()
 
-    def _sweep(self) -> int:
+    def _sweep(self, lock: Lock) -> int:
         cutoff = time.time() - self.settings.visibility_timeout
         entries = self.ledger.recorded_before(cutoff, ENTRIES_PER_SWEEP)
         if not entries:
             return 0
-        on_queue = self._queued_ids()
-        if on_queue is None:
+        in_flight = self._in_flight(keys=[self.queue_key, self.unacked_key],
+                                    args=[MAX_SCANNED_QUEUE])
+        if in_flight is None:
             log.info("ledger sweep deferred: the queue is longer than %d", MAX_SCANNED_QUEUE)
             return 0
-        in_flight = on_queue | self._unacked_ids()
-        missing = self._deliveries({i: w for i, w in entries.items() if i not in in_flight})
+        missing = self._deliveries({i: e for i, e in entries.items() if i not in in_flight})
         with session_factory(self.settings)() as session:
-            settled = settled_deliveries({d.delivery_id for d in missing.values()},
-                                         session=session)
-        self.ledger.settle(i for i, d in missing.items() if d.delivery_id in settled)
-        lost = {i: d for i, d in missing.items() if d.delivery_id not in settled}
+            settled = settled_deliveries(_last_published(missing.values()), session=session)
+        self.ledger.settle(i for i, (_, d) in missing.items() if d.delivery_id in settled)
+        lost = {i: d for i, (_, d) in missing.items() if d.delivery_id not in settled}
+        if lost and not lock.owned():
+            log.warning("ledger sweep took longer than its lock; leaving %d to the next sweep",
+                        len(lost))
+            return 0
         for message_id, delivery in lost.items():
             self.publisher.publish(delivery, message_id)
             metrics.REPUBLISHED.inc()
@@ -97,38 +128,30 @@ class Sweeper:
                   message_id=message_id, shop=delivery.shop)
         return len(lost)
 
-    def _queued_ids(self) -> set[str | None] | None:
-        client = self.ledger.client
-        if int(client.llen(self.queue_key)) > MAX_SCANNED_QUEUE:
-            return None
-        return {_message_id(raw) for raw in client.lrange(self.queue_key, 0, -1)}
-
-    def _unacked_ids(self) -> set[str | None]:
-        """kombu keeps [message, exchange, routing key] per delivery tag."""
-        return {_message_id(raw, held=True) for raw in self.ledger.client.hvals(self.unacked_key)}
-
-    def _deliveries(self, wires: dict[str, str]) -> dict[str, RawDelivery]:
+    def _deliveries(
+        self, entries: dict[str, tuple[float, str]]
+    ) -> dict[str, tuple[datetime, RawDelivery]]:
         """Entries decoded; one that does not decode could never be applied: it is dropped,
         loudly."""
         found = {}
-        for message_id, wire in wires.items():
+        for message_id, (recorded_at, wire) in entries.items():
             try:
-                found[message_id] = RawDelivery.from_wire(json.loads(wire))
+                delivery = RawDelivery.from_wire(json.loads(wire))
             except ValueError as error:  # bad JSON, or MalformedDelivery
                 log.error("dropping ledger entry %s: not a delivery (%s)", message_id, error)
                 self.ledger.settle([message_id])
+                continue
+            found[message_id] = (datetime.fromtimestamp(recorded_at, UTC), delivery)
         return found
 
 
-def _message_id(raw: str | bytes, held: bool = False) -> str | None:
-    """The task id of a kombu message as it sits in Redis (Celery's message protocol 2);
-    None for anything else on the queue, which must not stop the sweep."""
-    try:
-        message = json.loads(raw)
-        message = message[0] if held else message
-        return str(message["headers"]["id"])
-    except (ValueError, LookupError, TypeError):
-        return None
+def _last_published(entries: Iterable[tuple[datetime, RawDelivery]]) -> dict[str, datetime]:
+    """Per delivery id, its latest publish among these entries."""
+    latest: dict[str, datetime] = {}
+    for published_at, delivery in entries:
+        latest[delivery.delivery_id] = max(published_at, latest.get(delivery.delivery_id,
+                                                                     published_at))
+    return latest
 
 
 def install(settings: Settings) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -13,10 +14,12 @@ from conftest import make_settings
 from deliveries import apply, delivery
 from payloads import camel_event
 from queued_messages import envelopes, ledger_entries
+from sqlalchemy import update
 
 from refunds import dead_letters
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
+from refunds.models import DeadLetter
 from refunds.settings import Settings
 from worker import sweeper as sweeper_module
 from worker.celery_app import make_celery
@@ -121,15 +124,16 @@ def test_a_settled_delivery_is_forgotten_not_published(
     assert ledger_entries(settings) == {}
 
 
-def test_a_dead_letter_counts_as_settled_until_it_is_requeued(
+def test_a_dead_letter_settles_its_delivery_until_it_is_requeued(
     settings: Settings, sweeper: Sweeper
 ) -> None:
-    sent = published(sweeper, "1")
-    [(message_id, raw)] = sent.items()
-    with session_factory(settings).begin() as session:
-        dead_letters.record(raw, reason="retries_exhausted", error="x", session=session)
+    [(message_id, raw)] = published(sweeper, "1").items()
     age(sweeper, [message_id])
     lose(sweeper, message_id)
+    with session_factory(settings).begin() as session:  # dead-lettered after that publish
+        dead_letters.record(raw, reason="retries_exhausted", error="x", session=session)
+    assert sweeper.sweep() == 0
+    assert ledger_entries(settings) == {}
     # requeued, and that message lost too: the letter waits on it, so it is published again
     with session_factory(settings)() as session:
         [letter] = dead_letters.find(session=session, state=dead_letters.DEAD)
@@ -137,11 +141,45 @@ def test_a_dead_letter_counts_as_settled_until_it_is_requeued(
     result = dead_letters.requeue(session_factory(settings), sweeper.publisher.publish,
                                   ids=[letter_id])
     assert result.requeued == [letter_id]
-    [requeue_id] = set(ledger_entries(settings)) - {message_id}
-    age(sweeper, [message_id, requeue_id])
+    [requeue_id] = ledger_entries(settings)
+    age(sweeper, [requeue_id])
     lose(sweeper, requeue_id)
-    assert sweeper.sweep() == 2  # both entries now wait on the requeued letter
-    assert sorted(queued_ids(settings)) == sorted([message_id, requeue_id])
+    assert sweeper.sweep() == 1
+    assert queued_ids(settings) == [requeue_id]
+
+
+def test_an_older_dead_letter_does_not_settle_a_later_copy(
+    settings: Settings, sweeper: Sweeper
+) -> None:
+    # Genstore sends again a delivery dead-lettered long ago (our 202 never reached it),
+    # and that copy is lost: it could still apply, so it is published again
+    raw = delivery(camel_event(refund_id="1"), delivery_id="d-1")
+    with session_factory(settings).begin() as session:
+        dead_letters.record(raw, reason="retries_exhausted", error="x", session=session)
+        session.execute(update(DeadLetter).values(
+            last_failed_at=datetime.now(UTC) - timedelta(hours=1)))
+    message_id = sweeper.publisher.publish(raw)
+    age(sweeper, [message_id])
+    lose(sweeper, message_id)
+    assert sweeper.sweep() == 1
+    assert queued_ids(settings) == [message_id]
+
+
+def test_a_sweep_that_outlasts_its_lock_publishes_nothing(
+    settings: Settings, sweeper: Sweeper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [message_id] = published(sweeper, "1")
+    age(sweeper, [message_id])
+    lose(sweeper, message_id)
+
+    def slow_database(*_args: object, **_kwargs: object) -> set[str]:
+        sweeper.ledger.client.delete(sweeper.ledger.sweep_lock_name)  # the lock expired
+        return set()
+
+    monkeypatch.setattr(sweeper_module, "settled_deliveries", slow_database)
+    assert sweeper.sweep() == 0
+    assert queued_ids(settings) == []
+    assert list(ledger_entries(settings)) == [message_id]  # for the next sweep
 
 
 def test_only_one_sweeper_at_a_time(settings: Settings, sweeper: Sweeper) -> None:
