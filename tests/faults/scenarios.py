@@ -226,7 +226,8 @@ def postgres_restart(context: Context, pipeline: Pipeline, load: Load) -> Plan:
     sender.join()
     plan.notes.append(f"PostgreSQL stopped (pg_ctl -m fast) at {down - start:.0f}s, started "
                       f"again {up - down:.0f}s later")
-    plan.after = lambda: (f"worker retries logged: {_log_lines(pipeline, ' retry: Retry in')}; "
+    retry = '"event": "delivery retry"'  # the worker's own event, in both task forms
+    plan.after = lambda: (f"worker retries logged: {_log_lines(pipeline, retry)}; "
                           f"answers: {dict(load.statuses())}")
     return plan
 
