@@ -80,17 +80,25 @@ def refunds_page(
     return Page(rows, next_cursor)
 
 
-def settled_deliveries(published: Mapping[str, datetime], *, session: Session) -> set[str]:
-    """Of these deliveries (id: when last published), those whose fate is committed: claimed
-    (applied, or a duplicate of a recorded message), or dead-lettered since that publish. An
-    older dead letter does not settle a later copy: that copy could still apply."""
-    ids = list(published)
+def settled_copies(copies: Mapping[str, tuple[str, datetime]], *, session: Session) -> set[str]:
+    """Of these published copies (key: (delivery id, when published)), those whose fate is
+    committed: the delivery is claimed (applied, or a duplicate of a recorded message), or
+    dead-lettered since that copy was published. An older dead letter does not settle a
+    later copy: that copy could still apply."""
+    ids = {delivery_id for delivery_id, _ in copies.values()}
     if not ids:
         return set()
-    claimed = session.scalars(select(Delivery.delivery_id).where(Delivery.delivery_id.in_(ids)))
-    dead = session.execute(select(DeadLetter.delivery_id, DeadLetter.last_failed_at).where(
+    claimed = set(session.scalars(
+        select(Delivery.delivery_id).where(Delivery.delivery_id.in_(ids))))
+    letters = session.execute(select(DeadLetter.delivery_id, DeadLetter.last_failed_at).where(
         DeadLetter.delivery_id.in_(ids), DeadLetter.state == DEAD))
-    return {*claimed, *(i for i, failed_at in dead if failed_at >= published[i])}
+    dead = {delivery_id: failed_at for delivery_id, failed_at in letters}
+
+    def settled(delivery_id: str, published_at: datetime) -> bool:
+        failed_at = dead.get(delivery_id)
+        return delivery_id in claimed or (failed_at is not None and failed_at >= published_at)
+
+    return {key for key, copy in copies.items() if settled(*copy)}
 
 
 def encode_cursor(shop: str, refund_id: str) -> str:

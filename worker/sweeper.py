@@ -16,7 +16,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +28,7 @@ from refunds import metrics
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
 from refunds.logs import event
-from refunds.queries import settled_deliveries
+from refunds.queries import settled_copies
 from refunds.settings import Settings
 from worker.celery_app import make_celery
 from worker.handling import describe
@@ -40,7 +39,9 @@ log = logging.getLogger("refund_sink.worker")
 ENTRIES_PER_SWEEP = 500
 # A longer queue is not scanned: its messages are old because they wait, and reading it all
 # every sweep would cost more than the rare lost message; the sweep waits for it to shrink.
-MAX_SCANNED_QUEUE = 2_000
+# The scan runs in Redis (about 25 ms for 1,000 messages of 4 kB), and only while an entry
+# is older than the visibility timeout.
+MAX_SCANNED_QUEUE = 1_000
 # A sweeper killed mid-sweep blocks others this long. One whose sweep outlasts it (a slow
 # database) finds the lock gone before publishing, and publishes nothing.
 LOCK_SECONDS = 60
@@ -112,11 +113,13 @@ class Sweeper:
         if in_flight is None:
             log.info("ledger sweep deferred: the queue is longer than %d", MAX_SCANNED_QUEUE)
             return 0
+        in_flight = set(in_flight)
         missing = self._deliveries({i: e for i, e in entries.items() if i not in in_flight})
         with session_factory(self.settings)() as session:
-            settled = settled_deliveries(_last_published(missing.values()), session=session)
-        self.ledger.settle(i for i, (_, d) in missing.items() if d.delivery_id in settled)
-        lost = {i: d for i, (_, d) in missing.items() if d.delivery_id not in settled}
+            settled = settled_copies({i: (d.delivery_id, at) for i, (at, d) in missing.items()},
+                                     session=session)
+        self.ledger.settle(settled)
+        lost = {i: d for i, (_, d) in missing.items() if i not in settled}
         if lost and not lock.owned():
             log.warning("ledger sweep took longer than its lock; leaving %d to the next sweep",
                         len(lost))
@@ -144,14 +147,6 @@ class Sweeper:
             found[message_id] = (datetime.fromtimestamp(recorded_at, UTC), delivery)
         return found
 
-
-def _last_published(entries: Iterable[tuple[datetime, RawDelivery]]) -> dict[str, datetime]:
-    """Per delivery id, its latest publish among these entries."""
-    latest: dict[str, datetime] = {}
-    for published_at, delivery in entries:
-        latest[delivery.delivery_id] = max(published_at, latest.get(delivery.delivery_id,
-                                                                     published_at))
-    return latest
 
 
 def install(settings: Settings) -> None:

@@ -165,6 +165,25 @@ def test_an_older_dead_letter_does_not_settle_a_later_copy(
     assert queued_ids(settings) == [message_id]
 
 
+def test_each_copy_of_a_delivery_is_judged_by_its_own_publish_time(
+    settings: Settings, sweeper: Sweeper
+) -> None:
+    # two copies of one delivery, both lost; a dead letter written between their publishes
+    raw = delivery(camel_event(refund_id="1"), delivery_id="d-1")
+    earlier, later = sweeper.publisher.publish(raw), sweeper.publisher.publish(raw)
+    age(sweeper, [earlier], seconds=120)
+    age(sweeper, [later], seconds=60)
+    lose(sweeper, earlier)
+    lose(sweeper, later)
+    with session_factory(settings).begin() as session:
+        dead_letters.record(raw, reason="retries_exhausted", error="x", session=session)
+        session.execute(update(DeadLetter).values(
+            last_failed_at=datetime.now(UTC) - timedelta(seconds=90)))
+    assert sweeper.sweep() == 1
+    assert queued_ids(settings) == [later]
+    assert list(ledger_entries(settings)) == [later]
+
+
 def test_a_sweep_that_outlasts_its_lock_publishes_nothing(
     settings: Settings, sweeper: Sweeper, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,7 +195,7 @@ def test_a_sweep_that_outlasts_its_lock_publishes_nothing(
         sweeper.ledger.client.delete(sweeper.ledger.sweep_lock_name)  # the lock expired
         return set()
 
-    monkeypatch.setattr(sweeper_module, "settled_deliveries", slow_database)
+    monkeypatch.setattr(sweeper_module, "settled_copies", slow_database)
     assert sweeper.sweep() == 0
     assert queued_ids(settings) == []
     assert list(ledger_entries(settings)) == [message_id]  # for the next sweep
