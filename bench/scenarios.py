@@ -17,8 +17,7 @@ from bench.stack import Stack
 from refunds.delivery import RawDelivery
 from refunds.settings import Settings
 from worker.celery_app import make_celery
-from worker.ledger import Ledger
-from worker.publish import Publisher
+from worker.publish import publish
 
 Figures = dict[str, Any]
 
@@ -118,12 +117,12 @@ def s2(stack: Stack, sizes: Sizes, runs: int, rate: float) -> list[Figures]:
 def fill_queue(stack: Stack, signed: list[Signed]) -> float:
     """Publish the deliveries as the ingest would; returns publishes/s."""
     settings = Settings.from_env(stack.env())
-    publisher = Publisher(make_celery(settings), Ledger(settings))
+    app = make_celery(settings)
     now = datetime.now(UTC)
     started = time.perf_counter()
     for item in signed:
         headers = {k.lower(): v for k, v in item.headers.items()}
-        publisher.publish(RawDelivery.from_request(item.body, headers, now))
+        publish(app, RawDelivery.from_request(item.body, headers, now))
     return len(signed) / (time.perf_counter() - started)
 
 

@@ -36,7 +36,7 @@ class LiveCollector(Collector):
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=1,
                                       socket_connect_timeout=1)
         up = GaugeMetricFamily("refund_sink_broker_up", "1 if Redis answered this scrape")
-        ledger = self.services.publisher.ledger
+        ledger = self.services.ledger
         try:
             key = settings.redis_key_prefix + settings.queue
             depth, oldest = client.llen(key), client.lindex(key, -1)

@@ -14,7 +14,7 @@ from refunds.db import SessionFactory, session_factory
 from refunds.delivery import RawDelivery
 from refunds.settings import Settings
 from worker.ledger import Ledger
-from worker.publish import Publisher
+from worker.publish import publish
 
 # After a failed publish, go straight to the spool for this long instead of waiting on a
 # broker that is down for every request; the drainer keeps probing it meanwhile.
@@ -25,13 +25,13 @@ BROKER_BACKOFF_SECONDS = 2.0
 class Services:
     settings: Settings
     celery: Celery
-    publisher: Publisher = field(init=False)
+    ledger: Ledger = field(init=False)
     spool: Spool = field(init=False)
     drainer: Drainer = field(init=False)
     broker_down_until: float = 0.0
 
     def __post_init__(self) -> None:
-        self.publisher = Publisher(self.celery, Ledger(self.settings))
+        self.ledger = Ledger(self.settings)  # read by /metrics
         self.spool = Spool(self.settings.spool_dir)
         self.drainer = Drainer(self.spool, self.publish)
         if self.spool.count():
@@ -43,7 +43,7 @@ class Services:
         return session_factory(self.settings)
 
     def publish(self, delivery: RawDelivery) -> None:
-        self.publisher.publish(delivery)
+        publish(self.celery, delivery)
         self.broker_down_until = 0.0
 
     def accept(self, delivery: RawDelivery) -> str:

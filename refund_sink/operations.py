@@ -114,14 +114,13 @@ def dlq_show(args: argparse.Namespace) -> int:
 
 def dlq_requeue(args: argparse.Namespace) -> int:
     from worker.celery_app import make_celery
-    from worker.ledger import Ledger
-    from worker.publish import Publisher
+    from worker.publish import publish
 
     settings = Settings.from_env()
-    publisher = Publisher(make_celery(settings), Ledger(settings))
+    celery = make_celery(settings)
     result = dead_letters.requeue(
         session_factory(settings),
-        publisher.publish,
+        lambda delivery: publish(celery, delivery),
         ids=args.ids,
         reason=args.reason,
     )

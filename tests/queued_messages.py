@@ -11,7 +11,7 @@ import redis
 
 from refunds.delivery import RawDelivery
 from refunds.settings import Settings
-from worker.ledger import Ledger
+from worker.ledger import Ledger, delivery_of
 
 
 def envelopes(settings: Settings) -> list[dict[str, Any]]:
@@ -51,7 +51,7 @@ def ledger_entries(settings: Settings) -> dict[str, RawDelivery]:
     """The ledger's deliveries by task message id."""
     ledger = Ledger(settings)
     try:
-        wires = ledger.client.hgetall(ledger.entries)
+        messages = ledger.client.hgetall(ledger.entries)
     finally:
         ledger.client.close()
-    return {key: RawDelivery.from_wire(json.loads(wire)) for key, wire in wires.items()}
+    return {key: delivery_of(message) for key, message in messages.items()}

@@ -3,13 +3,15 @@ settled (applied, found a duplicate, or dead-lettered), kept in Redis beside the
 
 Why: kombu's Redis transport pops a message (`BRPOP`) before it records it as unacknowledged;
 a worker whose main process is killed in between loses the message, and Redis holds no other
-copy (celery#7950, kombu#305). The ledger is that other copy, keyed by the task message id
-(a redelivery and a retry keep the id; a requeue from the dead letters is a new message). The
-sweeper (`worker.sweeper`) republishes an entry that is old, not settled, and neither queued
-nor held by a worker."""
+copy (celery#7950, kombu#305). The ledger is that other copy: the message exactly as queued,
+keyed by its task message id (a redelivery and a retry keep the id; a requeue from the dead
+letters is a new message), written with the publish itself (`worker.transport`). The sweeper
+(`worker.sweeper`) puts back an entry that is old, not settled, and neither queued nor held
+by a worker."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import time
@@ -20,7 +22,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from refunds.delivery import RawDelivery
 from refunds.settings import Settings
+
+# Key names before REFUND_SINK_REDIS_KEY_PREFIX (kombu's client adds it when it writes them).
+ENTRIES = "refund-sink:ledger"
+RECORDED_AT = "refund-sink:ledger:recorded-at"
 
 
 class Ledger:
@@ -30,17 +37,16 @@ class Ledger:
         self.client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2,
                                            socket_timeout=5, retry=Retry(NoBackoff(), 1),
                                            decode_responses=True)
-        base = f"{settings.redis_key_prefix}refund-sink:ledger"
-        self.entries, self.recorded_at = base, f"{base}:recorded-at"
-        self.sweep_lock_name = f"{base}:sweeping"
+        prefix = settings.redis_key_prefix
+        self.entries, self.recorded_at = prefix + ENTRIES, prefix + RECORDED_AT
+        self.sweep_lock_name = f"{prefix}{ENTRIES}:sweeping"
 
-    def record(self, message_id: str, wire: dict[str, Any]) -> None:
-        """Before the message is published: an entry without its message is only republished
-        (a duplicate the dedupe absorbs); a message without its entry could be lost. `wire`
-        is the delivery's wire form (`RawDelivery.to_wire`)."""
+    def put_back(self, message_id: str, message: str, queue_key: str) -> None:
+        """The message onto the queue again, as kombu restores one, and its entry's time
+        renewed: one `MULTI`."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.entries, message_id, json.dumps(wire))
         pipe.zadd(self.recorded_at, {message_id: time.time()})
+        pipe.lpush(queue_key, message)
         pipe.execute()
 
     def settle(self, message_ids: Iterable[str]) -> None:
@@ -59,8 +65,8 @@ class Ledger:
         pipe.execute()
 
     def recorded_before(self, cutoff: float, limit: int) -> dict[str, tuple[float, str]]:
-        """The oldest entries recorded (or last republished) before `cutoff`: message id to
-        (when, as a Unix time; the delivery's wire form as stored)."""
+        """The oldest entries recorded (or last put back) before `cutoff`: message id to
+        (when, as a Unix time; the queued message as stored)."""
         oldest: list[Any] = self.client.zrangebyscore(self.recorded_at, "-inf", cutoff, start=0,
                                                       num=limit, withscores=True)
         times = {str(message_id): float(score) for message_id, score in oldest}
@@ -80,3 +86,17 @@ class Ledger:
         """When the oldest entry was recorded (or last republished), as a Unix time."""
         first = self.client.zrange(self.recorded_at, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
+
+
+def delivery_of(message: str) -> RawDelivery:
+    """The delivery inside a queued kombu message (Celery's protocol 2: args, kwargs, embed);
+    ValueError for anything else."""
+    try:
+        envelope = json.loads(message)
+        body = envelope["body"]
+        if envelope["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, _kwargs, _embed = json.loads(body)
+        return RawDelivery.from_wire(args[0])
+    except (KeyError, IndexError, TypeError, AttributeError) as error:
+        raise ValueError(f"not a queued delivery: {error!r}") from None

@@ -12,15 +12,15 @@ where the extra copy is a duplicate the dedupe absorbs."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from celery import Celery, signals
+from celery import signals
 from redis.exceptions import LockError
 from redis.lock import Lock
 
@@ -30,10 +30,8 @@ from refunds.delivery import RawDelivery
 from refunds.logs import event
 from refunds.queries import settled_copies
 from refunds.settings import Settings
-from worker.celery_app import make_celery
 from worker.handling import describe
-from worker.ledger import Ledger
-from worker.publish import Publisher
+from worker.ledger import Ledger, delivery_of
 
 log = logging.getLogger("refund_sink.worker")
 ENTRIES_PER_SWEEP = 500
@@ -68,10 +66,9 @@ return ids
 
 
 class Sweeper:
-    def __init__(self, settings: Settings, celery: Celery):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.ledger = Ledger(settings)
-        self.publisher = Publisher(celery, self.ledger)
         self.every = min(30.0, max(1.0, settings.visibility_timeout / 10))
         self.queue_key = settings.redis_key_prefix + settings.queue
         self.unacked_key = settings.redis_key_prefix + "unacked"
@@ -114,46 +111,54 @@ class Sweeper:
             log.info("ledger sweep deferred: the queue is longer than %d", MAX_SCANNED_QUEUE)
             return 0
         in_flight = set(in_flight)
-        missing = self._deliveries({i: e for i, e in entries.items() if i not in in_flight})
+        missing = self._decoded({i: e for i, e in entries.items() if i not in in_flight})
         with session_factory(self.settings)() as session:
-            settled = settled_copies({i: (d.delivery_id, at) for i, (at, d) in missing.items()},
-                                     session=session)
+            settled = settled_copies(
+                {i: (entry.delivery.delivery_id, entry.published_at)
+                 for i, entry in missing.items()}, session=session)
         self.ledger.settle(settled)
-        lost = {i: d for i, (_, d) in missing.items() if i not in settled}
+        lost = {i: entry for i, entry in missing.items() if i not in settled}
         if lost and not lock.owned():
             log.warning("ledger sweep took longer than its lock; leaving %d to the next sweep",
                         len(lost))
             return 0
-        for message_id, delivery in lost.items():
-            self.publisher.publish(delivery, message_id)
+        for message_id, entry in lost.items():
+            self.ledger.put_back(message_id, entry.message, self.queue_key)
             metrics.REPUBLISHED.inc()
-            event(log, "delivery republished", logging.WARNING, delivery_id=delivery.delivery_id,
-                  message_id=message_id, shop=delivery.shop)
+            event(log, "delivery republished", logging.WARNING,
+                  delivery_id=entry.delivery.delivery_id, message_id=message_id,
+                  shop=entry.delivery.shop)
         return len(lost)
 
-    def _deliveries(
-        self, entries: dict[str, tuple[float, str]]
-    ) -> dict[str, tuple[datetime, RawDelivery]]:
+    def _decoded(self, entries: dict[str, tuple[float, str]]) -> dict[str, Entry]:
         """Entries decoded; one that does not decode could never be applied: it is dropped,
         loudly."""
         found = {}
-        for message_id, (recorded_at, wire) in entries.items():
+        for message_id, (recorded_at, message) in entries.items():
             try:
-                delivery = RawDelivery.from_wire(json.loads(wire))
-            except ValueError as error:  # bad JSON, or MalformedDelivery
-                log.error("dropping ledger entry %s: not a delivery (%s)", message_id, error)
+                delivery = delivery_of(message)
+            except ValueError as error:  # bad JSON, not a delivery, or MalformedDelivery
+                log.error("dropping ledger entry %s: %s", message_id, error)
                 self.ledger.settle([message_id])
                 continue
-            found[message_id] = (datetime.fromtimestamp(recorded_at, UTC), delivery)
+            found[message_id] = Entry(datetime.fromtimestamp(recorded_at, UTC), delivery,
+                                      message)
         return found
+
+
+@dataclass(frozen=True)
+class Entry:
+    published_at: datetime
+    delivery: RawDelivery
+    message: str  # as queued
 
 
 
 def install(settings: Settings) -> None:
     """Sweep from every worker's main process while it runs; not from Flower or the ingest.
-    The sweeper publishes through an app of its own: the worker's connections belong to its
-    event loop."""
-    sweeper = Sweeper(settings, make_celery(settings))
+    The sweeper uses a Redis client of its own: the worker's connections belong to its event
+    loop."""
+    sweeper = Sweeper(settings)
 
     def on_ready(**_kwargs: Any) -> None:
         sweeper.start()

@@ -79,7 +79,7 @@ def test_workers_apply_at_once_after_a_redis_restart(
             wait_for(lambda: "r-1" in worker.output(), 10, "first delivery not received")
             stop(broker)
             broker = start_redis(redis_dir, port)
-            wait_for(lambda: worker.output().count("Connected to redis") == 2, 60,
+            wait_for(lambda: worker.output().count("Connected to ") == 2, 60,
                      "worker did not reconnect")
             for number in range(2, 5):
                 send(number)

@@ -23,6 +23,7 @@ from refunds.models import DeadLetter
 from refunds.settings import Settings
 from worker import sweeper as sweeper_module
 from worker.celery_app import make_celery
+from worker.publish import publish
 from worker.sweeper import Sweeper
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
 
 @pytest.fixture
 def sweeper(settings: Settings) -> Iterator[Sweeper]:
-    found = Sweeper(settings, make_celery(settings))
+    found = Sweeper(settings)
     yield found
     found.ledger.client.close()
 
@@ -46,7 +47,7 @@ def published(sweeper: Sweeper, *refund_ids: str) -> dict[str, RawDelivery]:
     found = {}
     for refund_id in refund_ids:
         raw = delivery(camel_event(refund_id=refund_id), delivery_id=f"d-{refund_id}")
-        found[sweeper.publisher.publish(raw)] = raw
+        found[publish(make_celery(sweeper.settings), raw)] = raw
     return found
 
 
@@ -138,7 +139,8 @@ def test_a_dead_letter_settles_its_delivery_until_it_is_requeued(
     with session_factory(settings)() as session:
         [letter] = dead_letters.find(session=session, state=dead_letters.DEAD)
         letter_id = letter.id
-    result = dead_letters.requeue(session_factory(settings), sweeper.publisher.publish,
+    app = make_celery(settings)
+    result = dead_letters.requeue(session_factory(settings), lambda d: publish(app, d),
                                   ids=[letter_id])
     assert result.requeued == [letter_id]
     [requeue_id] = ledger_entries(settings)
@@ -158,7 +160,7 @@ def test_an_older_dead_letter_does_not_settle_a_later_copy(
         dead_letters.record(raw, reason="retries_exhausted", error="x", session=session)
         session.execute(update(DeadLetter).values(
             last_failed_at=datetime.now(UTC) - timedelta(hours=1)))
-    message_id = sweeper.publisher.publish(raw)
+    message_id = publish(make_celery(settings), raw)
     age(sweeper, [message_id])
     lose(sweeper, message_id)
     assert sweeper.sweep() == 1
@@ -170,7 +172,7 @@ def test_each_copy_of_a_delivery_is_judged_by_its_own_publish_time(
 ) -> None:
     # two copies of one delivery, both lost; a dead letter written between their publishes
     raw = delivery(camel_event(refund_id="1"), delivery_id="d-1")
-    earlier, later = sweeper.publisher.publish(raw), sweeper.publisher.publish(raw)
+    earlier, later = publish(make_celery(settings), raw), publish(make_celery(settings), raw)
     age(sweeper, [earlier], seconds=120)
     age(sweeper, [later], seconds=60)
     lose(sweeper, earlier)
