@@ -1,7 +1,8 @@
-"""The ledger's sweeper: publishes again an accepted delivery whose queue message is gone.
+"""The ledger's sweeper: puts back on the queue an accepted delivery whose message is gone.
 
 Each worker's main process runs one in a thread; a Redis lock lets one sweep at a time. An
-entry is published again, under its own message id, when it is older than the visibility
+entry's stored message goes back on the queue (as kombu restores one: same message, same
+id) when the entry is older than the visibility
 timeout (by then its message is queued, held unacked by a worker, or settled), its message
 is neither on the queue nor in the unacked hash, and the database records no fate for it.
 The queue and the unacked hash are read in one Lua script (one snapshot, and only message
@@ -41,7 +42,7 @@ ENTRIES_PER_SWEEP = 500
 # is older than the visibility timeout.
 MAX_SCANNED_QUEUE = 1_000
 # A sweeper killed mid-sweep blocks others this long. One whose sweep outlasts it (a slow
-# database) finds the lock gone before publishing, and publishes nothing.
+# database) finds the lock gone before putting anything back, and puts back nothing.
 LOCK_SECONDS = 60
 # The task ids of the messages on the queue (KEYS[1]) and held unacked (KEYS[2], kombu's
 # [message, exchange, routing key] per delivery tag); nil when the queue is longer than
@@ -89,7 +90,7 @@ class Sweeper:
                 log.warning("ledger sweep failed (%s)", describe(error))
 
     def sweep(self) -> int:
-        """One pass, if no other worker is sweeping; returns how many were published again."""
+        """One pass, if no other worker is sweeping; returns how many were put back."""
         lock = self.ledger.client.lock(self.ledger.sweep_lock_name, timeout=LOCK_SECONDS,
                                        blocking=False)
         if not lock.acquire():
