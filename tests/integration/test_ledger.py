@@ -67,6 +67,14 @@ def lose(sweeper: Sweeper, message_id: str) -> str:
     raise AssertionError(f"{message_id} is not on the queue")
 
 
+def dead_letter(settings: Settings, raw: RawDelivery, seconds_ago: float) -> None:
+    """The delivery's dead letter, as last failed that long ago."""
+    with session_factory(settings).begin() as session:
+        dead_letters.record(raw, reason="retries_exhausted", error="x", session=session)
+        session.execute(update(DeadLetter).values(
+            last_failed_at=datetime.now(UTC) - timedelta(seconds=seconds_ago)))
+
+
 def queued_ids(settings: Settings) -> list[str]:
     return [envelope["headers"]["id"] for envelope in envelopes(settings)]
 
@@ -156,10 +164,7 @@ def test_an_older_dead_letter_does_not_settle_a_later_copy(
     # Genstore sends again a delivery dead-lettered long ago (our 202 never reached it),
     # and that copy is lost: it could still apply, so it is published again
     raw = delivery(camel_event(refund_id="1"), delivery_id="d-1")
-    with session_factory(settings).begin() as session:
-        dead_letters.record(raw, reason="retries_exhausted", error="x", session=session)
-        session.execute(update(DeadLetter).values(
-            last_failed_at=datetime.now(UTC) - timedelta(hours=1)))
+    dead_letter(settings, raw, seconds_ago=3600)
     message_id = publish(make_celery(settings), raw)
     age(sweeper, [message_id])
     lose(sweeper, message_id)
@@ -177,10 +182,7 @@ def test_each_copy_of_a_delivery_is_judged_by_its_own_publish_time(
     age(sweeper, [later], seconds=60)
     lose(sweeper, earlier)
     lose(sweeper, later)
-    with session_factory(settings).begin() as session:
-        dead_letters.record(raw, reason="retries_exhausted", error="x", session=session)
-        session.execute(update(DeadLetter).values(
-            last_failed_at=datetime.now(UTC) - timedelta(seconds=90)))
+    dead_letter(settings, raw, seconds_ago=90)
     assert sweeper.sweep() == 1
     assert queued_ids(settings) == [later]
     assert list(ledger_entries(settings)) == [later]
