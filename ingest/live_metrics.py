@@ -4,11 +4,8 @@ process did the work."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Iterator
-from datetime import datetime
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
@@ -18,6 +15,7 @@ from sqlalchemy import func, select
 
 from ingest.services import Services
 from refunds.models import DeadLetter
+from worker.ledger import delivery_of
 
 
 class LiveCollector(Collector):
@@ -89,10 +87,8 @@ class LiveCollector(Collector):
 def _age(message: bytes | str) -> float:
     """Seconds since the ingest received the delivery in a queued kombu message."""
     try:
-        envelope = json.loads(message)
-        args = json.loads(base64.b64decode(envelope["body"]))[0]
-        received = datetime.fromisoformat(args[0]["received_at"])
-    except (ValueError, KeyError, IndexError, TypeError):
+        received = delivery_of(message).received_at
+    except ValueError:
         return 0.0
     return max(0.0, time.time() - received.timestamp())
 

@@ -3,7 +3,6 @@ the ledger beside it."""
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -14,26 +13,22 @@ from refunds.settings import Settings
 from worker.ledger import Ledger, delivery_of
 
 
-def envelopes(settings: Settings) -> list[dict[str, Any]]:
-    """The kombu messages on the queue, oldest first."""
+def _messages(settings: Settings) -> list[bytes]:
+    """The kombu messages on the queue as Redis holds them, oldest first."""
     client = redis.Redis.from_url(settings.redis_url)
     try:
         raw_messages = client.lrange(settings.redis_key_prefix + settings.queue, 0, -1)
     finally:
         client.close()
-    return [json.loads(message) for message in reversed(raw_messages)]
+    return list(reversed(raw_messages))
+
+
+def envelopes(settings: Settings) -> list[dict[str, Any]]:
+    return [json.loads(message) for message in _messages(settings)]
 
 
 def queued(settings: Settings) -> list[RawDelivery]:
-    return [_delivery(envelope) for envelope in envelopes(settings)]
-
-
-def _delivery(envelope: dict[str, Any]) -> RawDelivery:
-    body = envelope["body"]
-    if envelope["properties"].get("body_encoding") == "base64":
-        body = base64.b64decode(body)
-    args, _kwargs, _embed = json.loads(body)
-    return RawDelivery.from_wire(args[0])
+    return [delivery_of(message) for message in _messages(settings)]
 
 
 def take_queued(settings: Settings) -> list[RawDelivery]:

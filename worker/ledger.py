@@ -56,13 +56,10 @@ class Ledger:
         if not ids:
             return
         with contextlib.suppress(redis.RedisError):
-            self.forget(ids)
-
-    def forget(self, message_ids: list[str]) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.entries, *message_ids)
-        pipe.zrem(self.recorded_at, *message_ids)
-        pipe.execute()
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hdel(self.entries, *ids)
+            pipe.zrem(self.recorded_at, *ids)
+            pipe.execute()
 
     def recorded_before(self, cutoff: float, limit: int) -> dict[str, tuple[float, str]]:
         """The oldest entries recorded (or last put back) before `cutoff`: message id to
@@ -73,22 +70,22 @@ class Ledger:
         if not times:
             return {}
         ids = list(times)
-        wires = dict(zip(ids, self.client.hmget(self.entries, ids), strict=True))
-        # settled between the two reads, or a half-written entry: nothing to publish
-        self.settle(message_id for message_id, wire in wires.items() if not wire)
-        return {message_id: (times[message_id], str(wire))
-                for message_id, wire in wires.items() if wire}
+        messages = dict(zip(ids, self.client.hmget(self.entries, ids), strict=True))
+        # settled between the two reads, or a half-written entry: nothing to put back
+        self.settle(message_id for message_id, message in messages.items() if not message)
+        return {message_id: (times[message_id], str(message))
+                for message_id, message in messages.items() if message}
 
     def size(self) -> int:
         return int(self.client.zcard(self.recorded_at))
 
     def oldest(self) -> float | None:
-        """When the oldest entry was recorded (or last republished), as a Unix time."""
+        """When the oldest entry was recorded (or last put back), as a Unix time."""
         first = self.client.zrange(self.recorded_at, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
 
-def delivery_of(message: str) -> RawDelivery:
+def delivery_of(message: str | bytes) -> RawDelivery:
     """The delivery inside a queued kombu message (Celery's protocol 2: args, kwargs, embed);
     ValueError for anything else."""
     try:

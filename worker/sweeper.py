@@ -2,9 +2,9 @@
 
 Each worker's main process runs one in a thread; a Redis lock lets one sweep at a time. An
 entry's stored message goes back on the queue (as kombu restores one: same message, same
-id) when the entry is older than the visibility
-timeout (by then its message is queued, held unacked by a worker, or settled), its message
-is neither on the queue nor in the unacked hash, and the database records no fate for it.
+id) when the entry is older than the visibility timeout (by then its message is queued,
+held unacked by a worker, or settled), its message is neither on the queue nor in the
+unacked hash, and the database records no fate for that copy.
 The queue and the unacked hash are read in one Lua script (one snapshot, and only message
 ids leave Redis), then the database: the way a message moves, so a message is seen at one
 of them, except inside kombu's own fetch and restore windows and Celery's retry-then-ack,
@@ -152,7 +152,6 @@ class Entry:
     published_at: datetime
     delivery: RawDelivery
     message: str  # as queued
-
 
 
 def install(settings: Settings) -> None:
