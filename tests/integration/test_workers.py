@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -117,22 +119,20 @@ def test_two_workers_thousand_shuffled_deliveries_match_the_oracle(
         assert actual_state(view(stack_settings, refund_id)) == expected_state(payloads), refund_id
 
 
-def _hold_refund_lock(settings: Settings, refund_id: str):  # type: ignore[no-untyped-def]
-    """An open transaction holding the refund's row lock, as a long migration or a stuck
-    report might."""
-    session = session_factory(settings)()
-    session.execute(
-        text("SELECT 1 FROM refunds WHERE refund_id = :id FOR UPDATE"), {"id": refund_id}
-    )
-    return session
-
-
-def _first_applied_then_locked(settings: Settings, client: FlaskClient):  # type: ignore[no-untyped-def]
-    """The SPEC's first message applied to refund 7001, whose row another transaction then
-    holds locked: the next message of that refund waits, as the test needs."""
+@contextmanager
+def _first_applied_then_locked(settings: Settings, client: FlaskClient) -> Iterator[None]:
+    """The SPEC's first message applied to refund 7001, whose row an open transaction then
+    holds locked (as a long migration or a stuck report might) until the block ends: the
+    next message of that refund waits, as the test needs."""
     send(client, spec_sequence()[0])
     wait_for(lambda: count(settings, Delivery) == 1, 30, "first message not applied")
-    return _hold_refund_lock(settings, "7001")
+    lock = session_factory(settings)()
+    try:
+        lock.execute(text("SELECT 1 FROM refunds WHERE refund_id = '7001' FOR UPDATE"))
+        yield
+    finally:
+        lock.rollback()
+        lock.close()
 
 
 @BATCH_SIZES
@@ -144,13 +144,9 @@ def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
     client = create_app(settings).test_client()
     second = spec_sequence()[1]
     with workers(settings, tmp_path) as [worker]:
-        lock = _first_applied_then_locked(settings, client)
-        try:
+        with _first_applied_then_locked(settings, client):
             send(client, second, delivery_id="held")
             wait_for(lambda: count(settings, DeadLetter) == 1, 60, "no dead letter")
-        finally:
-            lock.rollback()
-            lock.close()
         with session_factory(settings)() as session:
             letter = session.scalars(select(DeadLetter)).one()
         assert (letter.reason, letter.attempts, letter.state) == ("retries_exhausted", 3, "dead")
@@ -175,8 +171,7 @@ def test_a_locked_refund_delays_only_its_own_delivery_in_a_batch(
     client = create_app(settings).test_client()
     second = spec_sequence()[1]
     with workers(settings, tmp_path) as [worker]:
-        lock = _first_applied_then_locked(settings, client)
-        try:
+        with _first_applied_then_locked(settings, client):
             # given one batch holding a delivery for the locked refund and one for another
             send(client, second, delivery_id="held")
             send(client, camel_event(refund_id="7002"), delivery_id="free")
@@ -184,9 +179,6 @@ def test_a_locked_refund_delays_only_its_own_delivery_in_a_batch(
             wait_for(lambda: "free" in _applied_ids(settings), 30,
                      "the free delivery waited for the locked refund")
             assert "held" not in _applied_ids(settings)
-        finally:
-            lock.rollback()
-            lock.close()
         wait_for(lambda: "held" in _applied_ids(settings), 30, "held delivery not retried")
         output = worker.output()
     assert '"event": "batch failed", "deliveries": 2' in output
@@ -212,13 +204,10 @@ def test_sigkilled_worker_message_is_applied_once_after_visibility_timeout(
                              task_time_limit=13, lock_timeout_ms=6000, batch_size=batch_size)
     client = create_app(settings).test_client()
     second = spec_sequence()[1]
-    with workers(settings, tmp_path) as [worker]:
-        lock = _first_applied_then_locked(settings, client)
+    with workers(settings, tmp_path) as [worker], _first_applied_then_locked(settings, client):
         send(client, second, delivery_id="in-flight")
         wait_for(lambda: "in-flight" in _active(settings), 30, "message not taken")
         worker.kill()  # while it waits for the row lock inside the task
-        lock.rollback()
-        lock.close()
     assert count(settings, Delivery) == 1
     with workers(settings, tmp_path):
         took = wait_for(lambda: count(settings, Delivery) == 2, 60, "message lost")
