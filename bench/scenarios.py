@@ -14,10 +14,10 @@ from bench import load, rawloop
 from bench.monitor import Sampler
 from bench.payloads import Signed, deliveries
 from bench.stack import Stack
+from broker.app import make_celery
+from broker.publish import publish
 from refunds.delivery import RawDelivery
 from refunds.settings import Settings
-from worker.celery_app import make_celery
-from worker.publish import publish
 
 Figures = dict[str, Any]
 

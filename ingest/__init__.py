@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from flask import Flask
 
+from broker.app import make_celery
 from ingest import dead_letters_api, health, metrics_api, refunds_api, webhooks
 from ingest.services import Services
 from ingest.signatures import check_standard_secret
 from refunds import logs
 from refunds.settings import Settings
-from worker.celery_app import make_celery
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -13,9 +13,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from broker.wire import delivery_of
 from ingest.services import Services
 from refunds.models import DeadLetter
-from worker.ledger import delivery_of
 
 
 class LiveCollector(Collector):

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from celery import Celery
 from flask import current_app
 
+from broker.ledger import Ledger
+from broker.publish import publish
 from ingest.spool import Drainer, Spool
 from refunds.db import SessionFactory, session_factory
 from refunds.delivery import RawDelivery
 from refunds.settings import Settings
-from worker.ledger import Ledger
-from worker.publish import publish
 
 # After a failed publish, go straight to the spool for this long instead of waiting on a
 # broker that is down for every request; the drainer keeps probing it meanwhile.

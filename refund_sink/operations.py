@@ -113,8 +113,8 @@ def dlq_show(args: argparse.Namespace) -> int:
 
 
 def dlq_requeue(args: argparse.Namespace) -> int:
-    from worker.celery_app import make_celery
-    from worker.publish import publish
+    from broker.app import make_celery
+    from broker.publish import publish
 
     settings = Settings.from_env()
     celery = make_celery(settings)

@@ -9,6 +9,7 @@ from typing import Any
 from celery_batches import SimpleRequest
 from payloads import to_body
 
+from broker.app import TASK_NAME
 from refunds import queries
 from refunds.apply import Outcome, process_delivery
 from refunds.db import session_factory
@@ -16,7 +17,6 @@ from refunds.delivery import RawDelivery
 from refunds.models import DeadLetter, Delivery, MessageRecord, RawDeliveryRecord, Refund
 from refunds.settings import Settings
 from schemas.api import RefundView
-from worker.celery_app import TASK_NAME
 
 
 def delivery(

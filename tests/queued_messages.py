@@ -8,9 +8,10 @@ from typing import Any
 
 import redis
 
+from broker.ledger import Ledger
+from broker.wire import delivery_of
 from refunds.delivery import RawDelivery
 from refunds.settings import Settings
-from worker.ledger import Ledger, delivery_of
 
 
 def _messages(settings: Settings) -> list[bytes]:

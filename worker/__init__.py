@@ -1,7 +1,8 @@
 """The Celery side: `celery -A worker worker` (and `flower`) find `app` here.
 
-The app is built from the environment on first access, not at import: the ingest imports
-`worker.publish` with settings of its own and must not depend on the process environment."""
+The app is built from the environment on first access, not at import: the CLI and the tests
+import worker modules with settings of their own and must not depend on the process
+environment."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ def __getattr__(name: str) -> Any:
     from worker import observability
 
     observability.prepare_metrics_dir()  # before anything imports prometheus_client
+    from broker.app import make_celery
     from refunds.settings import Settings
     from worker import sweeper
-    from worker.celery_app import make_celery
     from worker.tasks import register_tasks
 
     settings = Settings.from_env()

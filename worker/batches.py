@@ -19,14 +19,14 @@ from celery.worker.request import Request
 from celery_batches import Batches, SimpleRequest, consume_queue
 from celery_batches.trace import apply_batches_task
 
+from broker.app import TASK_NAME
+from broker.ledger import Ledger
+from broker.publish import display
 from refunds.apply import Outcome
 from refunds.delivery import MalformedDelivery, RawDelivery
 from refunds.logs import event
 from refunds.settings import Settings
-from worker.celery_app import TASK_NAME
 from worker.handling import DeliveryHandler, describe
-from worker.ledger import Ledger
-from worker.publish import display
 from worker.redeliveries import StartCounter
 from worker.retry import is_contention, is_transient
 

@@ -25,6 +25,8 @@ from celery import signals
 from redis.exceptions import LockError
 from redis.lock import Lock
 
+from broker.ledger import Ledger
+from broker.wire import delivery_of
 from refunds import metrics
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
@@ -32,7 +34,6 @@ from refunds.logs import event
 from refunds.queries import settled_copies
 from refunds.settings import Settings
 from worker.handling import describe
-from worker.ledger import Ledger, delivery_of
 
 log = logging.getLogger("refund_sink.worker")
 ENTRIES_PER_SWEEP = 500

@@ -8,14 +8,14 @@ from typing import Any, NoReturn
 from celery import Celery, Task
 from celery.exceptions import Reject
 
+from broker.app import TASK_NAME
+from broker.ledger import Ledger
+from broker.publish import display
 from refunds.apply import Outcome
 from refunds.delivery import MalformedDelivery, RawDelivery
 from refunds.settings import Settings
 from worker.batches import register_batch_task
-from worker.celery_app import TASK_NAME
 from worker.handling import DeliveryHandler
-from worker.ledger import Ledger
-from worker.publish import display
 from worker.redeliveries import StartCounter
 
 log = logging.getLogger("refund_sink.worker")

@@ -10,13 +10,13 @@ from typing import Any
 import redis
 from sqlalchemy import func, select, text
 
+from broker.ledger import Ledger
 from ingest.spool import Spool
 from refunds.db import session_factory
 from refunds.models import DeadLetter, Delivery, MessageRecord, Refund
 from refunds.settings import Settings
 from schemas.api import RefundView
 from tests.oracle import actual_state, expected_state
-from worker.ledger import Ledger
 
 from .traffic import Delivery as Sent
 

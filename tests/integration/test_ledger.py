@@ -16,14 +16,14 @@ from payloads import camel_event
 from queued_messages import envelopes, ledger_entries
 from sqlalchemy import update
 
+from broker.app import make_celery
+from broker.publish import publish
 from refunds import dead_letters
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
 from refunds.models import DeadLetter
 from refunds.settings import Settings
 from worker import sweeper as sweeper_module
-from worker.celery_app import make_celery
-from worker.publish import publish
 from worker.sweeper import Sweeper
 
 pytestmark = pytest.mark.integration

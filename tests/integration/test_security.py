@@ -23,13 +23,13 @@ from signing import genstore_headers, standard_headers
 from sqlalchemy import select, text
 
 import ingest.signatures
+from broker.app import make_celery
 from ingest import create_app
 from refunds import tokens
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
 from refunds.models import DeadLetter
 from refunds.settings import Settings
-from worker.celery_app import make_celery
 from worker.handling import DeliveryHandler
 from worker.tasks import register_tasks
 

@@ -23,11 +23,11 @@ from queued_messages import ledger_entries, queued
 from signing import genstore_headers
 from sqlalchemy import func, select, text
 
+from broker.ledger import Ledger
 from ingest import create_app
 from refunds.db import session_factory
 from refunds.models import DeadLetter, Delivery, MessageRecord
 from refunds.settings import Settings
-from worker.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from conftest import make_settings
 from deliveries import batch_request, delivery
 from payloads import camel_event
 
+from broker.app import make_celery
 from worker.batches import REQUEUE
-from worker.celery_app import make_celery
 from worker.handling import DeliveryHandler
 from worker.tasks import register_tasks
 

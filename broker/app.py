@@ -20,7 +20,7 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("refund_sink", broker=settings.redis_url, set_as_current=False)
     app.conf.update(
         # kombu's Redis transport, writing the ledger entry with each publish
-        broker_transport="worker.transport:Transport",
+        broker_transport="broker.transport:Transport",
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,

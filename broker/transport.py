@@ -1,7 +1,7 @@
 """kombu's Redis transport, with the ledger entry written in the publish's own round trip.
 
 Every message of the sink's task (from the ingest, the spool, a dead-letter requeue or a
-worker's retry) goes into the ledger (`worker.ledger`) in the same `MULTI` as its `LPUSH`:
+worker's retry) goes into the ledger (`broker.ledger`) in the same `MULTI` as its `LPUSH`:
 one round trip for the ingest's acknowledgement instead of two, and never a queued message
 without its entry. A retry replaces its entry with the new message (same id, next attempt).
 Everything else kombu sends (control replies, events) passes through untouched."""
@@ -14,8 +14,8 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
-from worker.celery_app import TASK_NAME
-from worker.ledger import ENTRIES, RECORDED_AT
+from broker.app import TASK_NAME
+from broker.ledger import ENTRIES, RECORDED_AT
 
 
 class Channel(kombu_redis.Channel):

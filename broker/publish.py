@@ -1,12 +1,12 @@
 """Putting a raw delivery on the queue; used by the ingest, the spool and dead-letter requeues.
-The ledger entry travels with it (`worker.transport`)."""
+The ledger entry travels with it (`broker.transport`)."""
 
 from __future__ import annotations
 
 from celery import Celery
 
+from broker.app import TASK_NAME
 from refunds.delivery import RawDelivery
-from worker.celery_app import TASK_NAME
 
 
 def publish(app: Celery, delivery: RawDelivery) -> str:

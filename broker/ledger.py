@@ -5,15 +5,13 @@ Why: kombu's Redis transport pops a message (`BRPOP`) before it records it as un
 a worker whose main process is killed in between loses the message, and Redis holds no other
 copy (celery#7950, kombu#305). The ledger is that other copy: the message exactly as queued,
 keyed by its task message id (a redelivery and a retry keep the id; a requeue from the dead
-letters is a new message), written with the publish itself (`worker.transport`). The sweeper
+letters is a new message), written with the publish itself (`broker.transport`). The sweeper
 (`worker.sweeper`) puts back an entry that is old, not settled, and neither queued nor held
 by a worker."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -22,7 +20,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from refunds.delivery import RawDelivery
 from refunds.settings import Settings
 
 # Key names before REFUND_SINK_REDIS_KEY_PREFIX (kombu's client adds it when it writes them).
@@ -84,16 +81,3 @@ class Ledger:
         first = self.client.zrange(self.recorded_at, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
-
-def delivery_of(message: str | bytes) -> RawDelivery:
-    """The delivery inside a queued kombu message (Celery's protocol 2: args, kwargs, embed);
-    ValueError for anything else."""
-    try:
-        envelope = json.loads(message)
-        body = envelope["body"]
-        if envelope["properties"].get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args, _kwargs, _embed = json.loads(body)
-        return RawDelivery.from_wire(args[0])
-    except (KeyError, IndexError, TypeError, AttributeError) as error:
-        raise ValueError(f"not a queued delivery: {error!r}") from None
