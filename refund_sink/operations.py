@@ -59,14 +59,14 @@ def _add_dlq(commands: Any) -> None:
     requeue.set_defaults(handler=dlq_requeue)
 
 
-def upgrade_database(settings: Settings) -> None:
+def upgrade_database(settings: Settings, revision: str = "head") -> None:
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     config.attributes["database_url"] = settings.database_url
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def db_upgrade(_args: argparse.Namespace) -> int:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, create_engine, event
+from sqlalchemy import ColumnElement, Engine, Row, Table, and_, create_engine, event, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from refunds.models import Base
 from refunds.settings import Settings
 
 SessionFactory = sessionmaker[Session]
@@ -99,7 +101,7 @@ def session_factory(settings: Settings) -> SessionFactory:
 
 def insert_ignore(
     session: Session,
-    table: Table,
+    model: type[Base],
     values: Mapping[str, Any],
     conflict: list[str],
     returning: str | None = None,
@@ -110,14 +112,14 @@ def insert_ignore(
     On PostgreSQL a concurrent insert of the same key waits for the other transaction, so
     exactly one of two racing workers gets a value. RETURNING tells the outcome: psycopg's
     rowcount is not reliable for this statement."""
-    statement = _insert_ignore(session.get_bind().dialect.name, table, tuple(conflict),
+    statement = _insert_ignore(session.get_bind().dialect.name, table_of(model), tuple(conflict),
                                (returning or conflict[0],))
     return session.execute(statement, dict(values)).scalar()
 
 
 def insert_ignore_many(
     session: Session,
-    table: Table,
+    model: type[Base],
     rows: Sequence[Mapping[str, Any]],
     conflict: list[str],
     returning: tuple[str, ...] = (),
@@ -127,10 +129,27 @@ def insert_ignore_many(
     inserted in the given order, which is the order their key locks are taken."""
     if not rows:
         return []
-    statement = _insert_ignore(session.get_bind().dialect.name, table, tuple(conflict),
+    statement = _insert_ignore(session.get_bind().dialect.name, table_of(model), tuple(conflict),
                                returning)
     result = session.execute(statement, [dict(row) for row in rows])
     return result.all() if returning else []
+
+
+def in_pairs(
+    first: Any, second: Any, pairs: Collection[tuple[str, str]]
+) -> ColumnElement[bool]:
+    """`first = a AND second IN (...)` per distinct first value, for keys such as (shop,
+    refund id): with a row-value IN over one shop, PostgreSQL factors the shop out and may
+    scan the whole shop through its index."""
+    by_first: dict[str, list[str]] = defaultdict(list)
+    for value, other in pairs:
+        by_first[value].append(other)
+    return or_(*(and_(first == value, second.in_(others)) for value, others in by_first.items()))
+
+
+def table_of(model: type[Base]) -> Table:
+    """A declarative model's table; SQLAlchemy types `__table__` as any FromClause."""
+    return cast(Table, model.__table__)
 
 
 @functools.cache

@@ -1,7 +1,8 @@
-"""The dead-letter store: one row per delivery id, kept until a requeue resolves it."""
+"""The dead-letter store: one row per (shop, delivery id), kept until a requeue resolves it."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -11,10 +12,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from refunds.db import SessionFactory, insert_ignore
-from refunds.delivery import TRIGGERED_AT_HEADER, RawDelivery
+from refunds.archive import archive
+from refunds.db import SessionFactory, in_pairs, insert_ignore
+from refunds.delivery import MAX_KEY_LENGTH, TRIGGERED_AT_HEADER, DeliveryKey, RawDelivery
 from refunds.logs import event
-from refunds.models import DeadLetter, Delivery
+from refunds.models import DeadLetter, DeliveryClaim
 
 log = logging.getLogger("refund_sink.dead_letters")
 
@@ -30,6 +32,7 @@ REASONS = (
     "retries_exhausted",
     "worker_lost",
     "internal_error",
+    "delivery_conflict",
 )
 
 
@@ -43,8 +46,10 @@ def record(
     session: Session,
 ) -> None:
     """A repeated failure of the same delivery updates its row instead of adding one; a
-    delivery whose effect another copy already recorded is resolved at once."""
+    delivery whose effect another copy already recorded is resolved at once. The delivery
+    is archived with it. Runs in the caller's transaction, never commits."""
     now = datetime.now(UTC)
+    archive([delivery], session=session, now=now)
     failure = {"reason": reason, "error": error, "errors": list(errors), "state": DEAD}
     new_row = {
         **failure,
@@ -58,26 +63,33 @@ def record(
         "first_failed_at": now,
         "last_failed_at": now,
     }
-    if insert_ignore(session, DeadLetter.__table__, new_row, ["delivery_id"]) is None:  # type: ignore[arg-type]
+    if insert_ignore(session, DeadLetter, new_row, ["shop", "delivery_id"]) is None:
         session.execute(
             update(DeadLetter)
-            .where(DeadLetter.delivery_id == delivery.delivery_id)
+            .where(DeadLetter.shop == delivery.shop,
+                   DeadLetter.delivery_id == delivery.delivery_id)
             .values(**failure, attempts=DeadLetter.attempts + attempts, last_failed_at=now,
                     resolved_at=None)
         )
-    if session.get(Delivery, delivery.delivery_id) is not None:
-        resolve(delivery.delivery_id, session=session, now=now)
+    if session.get(DeliveryClaim, delivery.key) is not None:
+        resolve_all([delivery.key], session=session, now=now)
 
 
-def resolve(delivery_id: str, *, session: Session, now: datetime) -> None:
-    resolve_all([delivery_id], session=session, now=now)
+def conflicting(delivery: RawDelivery) -> RawDelivery:
+    """A delivery whose (shop, delivery id) already had its effect with another body, under a
+    delivery id of its own (the original id and the new body's digest): its dead letter is
+    kept apart from the original's, and a requeue applies it as a delivery of its own."""
+    suffix = f"~{delivery.body_sha256[:16]}"
+    return dataclasses.replace(
+        delivery, delivery_id=delivery.delivery_id[: MAX_KEY_LENGTH - len(suffix)] + suffix)
 
 
-def resolve_all(delivery_ids: Collection[str], *, session: Session, now: datetime) -> None:
-    if delivery_ids:
+def resolve_all(keys: Collection[DeliveryKey], *, session: Session, now: datetime) -> None:
+    if keys:
         session.execute(
             update(DeadLetter)
-            .where(DeadLetter.delivery_id.in_(delivery_ids), DeadLetter.state != RESOLVED)
+            .where(in_pairs(DeadLetter.shop, DeadLetter.delivery_id, keys),
+                   DeadLetter.state != RESOLVED)
             .values(state=RESOLVED, resolved_at=now)
         )
 

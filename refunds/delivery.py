@@ -4,6 +4,7 @@ time received. Its wire form is plain JSON so the queue never holds pickles."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ KEPT_HEADERS = frozenset({"content-type", "user-agent"})
 REDACTED = "[redacted]"
 DEFAULT_SHOP = "default"
 MAX_KEY_LENGTH = 255  # the database's column width for ids, topics and shops
+
+DeliveryKey = tuple[str, str]  # (shop, delivery id)
 
 
 class MalformedDelivery(ValueError):
@@ -42,18 +45,28 @@ class RawDelivery:
     ) -> RawDelivery:
         kept = kept_headers(headers)
         topic = kept.get(TOPIC_HEADER) or None
-        shop = (kept.get(SHOP_HEADER) or "").strip().lower() or DEFAULT_SHOP
+        # An over-long header still ends applied or dead-lettered, never unstorable; the
+        # full value stays in the kept headers.
+        shop = ((kept.get(SHOP_HEADER) or "").strip().lower() or DEFAULT_SHOP)[:MAX_KEY_LENGTH]
         return cls(
-            delivery_id=delivery_id_for(kept, topic, body),
-            # An over-long header still ends applied or dead-lettered, never unstorable;
-            # the full value stays in the kept headers.
+            delivery_id=delivery_id_for(kept, shop, topic, body),
             topic=topic[:MAX_KEY_LENGTH] if topic else None,
-            shop=shop[:MAX_KEY_LENGTH],
+            shop=shop,
             body=body,
             received_at=received_at,
             triggered_at=kept.get(TRIGGERED_AT_HEADER) or None,
             headers=kept,
         )
+
+    @property
+    def key(self) -> DeliveryKey:
+        """What identifies a delivery: two shops may send the same id."""
+        return (self.shop, self.delivery_id)
+
+    @functools.cached_property
+    def body_sha256(self) -> str:
+        """Tells a resend of this delivery (same body) from a conflict (another body)."""
+        return hashlib.sha256(self.body).hexdigest()
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -97,12 +110,13 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
-def delivery_id_for(headers: Mapping[str, str], topic: str | None, body: bytes) -> str:
-    """The sender's delivery id, else a digest of topic and body, so a resent identical
-    delivery keeps its identity."""
+def delivery_id_for(headers: Mapping[str, str], shop: str, topic: str | None,
+                    body: bytes) -> str:
+    """The sender's delivery id, else a digest of shop, topic and body, so a resent identical
+    delivery keeps its identity and the same bytes from two shops are two deliveries."""
     for name in DELIVERY_ID_HEADERS:
         value = (headers.get(name) or "").strip()
         if value:
             return value[:MAX_KEY_LENGTH]
-    digest = hashlib.sha256((topic or "").encode("utf-8") + b"\n" + body)
+    digest = hashlib.sha256(f"{shop}\n{topic or ''}\n".encode() + body)
     return digest.hexdigest()

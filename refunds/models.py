@@ -1,4 +1,7 @@
-"""The tables: refunds, every message and its effect, raw deliveries, dead letters, tokens."""
+"""The tables: refunds, every message and its effect, raw deliveries, dead letters, tokens.
+
+A delivery is identified by (shop, delivery id) everywhere: two shops may send the same id or
+the same bytes, and each is a delivery of its own."""
 
 from __future__ import annotations
 
@@ -78,6 +81,9 @@ class MessageRecord(Base):
     shop: Mapped[str] = mapped_column(String(255))
     refund_id: Mapped[str] = mapped_column(String(64))
     fingerprint: Mapped[str] = mapped_column(String(64))
+    # schemas.fingerprint's version; 1 for a migrated row whose version-2 fingerprint
+    # matched an earlier message of its refund (kept distinct, as it was recorded)
+    fingerprint_version: Mapped[int]
     delivery_id: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16))
     occurred_at: Mapped[datetime]
@@ -92,28 +98,33 @@ class MessageRecord(Base):
     recorded_at: Mapped[datetime]
 
 
-class Delivery(Base):
-    """The dedupe record: a delivery id here has had its one effect."""
+class DeliveryClaim(Base):
+    """The dedupe record: a (shop, delivery id) here has had its one effect, with the body
+    that had it (another body under the same id is a conflict, not a duplicate)."""
 
     __tablename__ = "deliveries"
 
+    shop: Mapped[str] = mapped_column(String(255), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    body_sha256: Mapped[str] = mapped_column(String(64))
     topic: Mapped[str | None] = mapped_column(String(255))
-    shop: Mapped[str] = mapped_column(String(255))
     refund_id: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))
+    # the message this delivery recorded, or the one it duplicated
     message_id: Mapped[int | None] = mapped_column(ForeignKey("refund_messages.id"))
     processed_at: Mapped[datetime]
 
 
 class RawDeliveryRecord(Base):
-    """Every accepted delivery as received, so state can be rebuilt and audited."""
+    """Every accepted delivery as received, so state can be rebuilt and audited: each body
+    a (shop, delivery id) came with, conflicting ones included."""
 
     __tablename__ = "raw_deliveries"
 
+    shop: Mapped[str] = mapped_column(String(255), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    body_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     topic: Mapped[str | None] = mapped_column(String(255))
-    shop: Mapped[str] = mapped_column(String(255))
     headers: Mapped[dict[str, Any]]
     body: Mapped[bytes]
     received_at: Mapped[datetime]
@@ -122,12 +133,15 @@ class RawDeliveryRecord(Base):
 
 class DeadLetter(Base):
     __tablename__ = "dead_letters"
-    __table_args__ = (Index("ix_dead_letters_reason_state", "reason", "state"),)
+    __table_args__ = (
+        Index("ix_dead_letters_reason_state", "reason", "state"),
+        UniqueConstraint("shop", "delivery_id", name="uq_dead_letters_shop_delivery_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    delivery_id: Mapped[str] = mapped_column(String(255), unique=True)
-    topic: Mapped[str | None] = mapped_column(String(255))
     shop: Mapped[str] = mapped_column(String(255))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str | None] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(String(32))
     error: Mapped[str] = mapped_column(Text)
     errors: Mapped[list[Any]]

@@ -12,8 +12,10 @@ from datetime import datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from refunds.db import in_pairs
 from refunds.dead_letters import DEAD
-from refunds.models import DeadLetter, Delivery, Refund
+from refunds.delivery import DeliveryKey
+from refunds.models import DeadLetter, DeliveryClaim, Refund
 
 MAX_PAGE = 500
 
@@ -80,25 +82,30 @@ def refunds_page(
     return Page(rows, next_cursor)
 
 
-def settled_copies(copies: Mapping[str, tuple[str, datetime]], *, session: Session) -> set[str]:
-    """Of these published copies (key: (delivery id, when published)), those whose fate is
-    committed: the delivery is claimed (applied, or a duplicate of a recorded message), or
-    dead-lettered since that copy was published. An older dead letter does not settle a
-    later copy: that copy could still apply."""
-    ids = {delivery_id for delivery_id, _ in copies.values()}
-    if not ids:
+def settled_copies(
+    copies: Mapping[str, tuple[DeliveryKey, datetime]], *, session: Session
+) -> set[str]:
+    """Of these published copies (by message id: the delivery's (shop, delivery id) and when
+    the copy was published), those whose fate is committed: the delivery is claimed (applied,
+    a duplicate of a recorded message, or the first body of a conflict), or dead-lettered
+    since that copy was published. An older dead letter does not settle a later copy: that
+    copy could still apply."""
+    keys = {key for key, _ in copies.values()}
+    if not keys:
         return set()
-    claimed = set(session.scalars(
-        select(Delivery.delivery_id).where(Delivery.delivery_id.in_(ids))))
-    letters = session.execute(select(DeadLetter.delivery_id, DeadLetter.last_failed_at).where(
-        DeadLetter.delivery_id.in_(ids), DeadLetter.state == DEAD))
-    dead = {delivery_id: failed_at for delivery_id, failed_at in letters}
+    claimed = {(row.shop, row.delivery_id) for row in session.execute(
+        select(DeliveryClaim.shop, DeliveryClaim.delivery_id).where(
+            in_pairs(DeliveryClaim.shop, DeliveryClaim.delivery_id, keys)))}
+    letters = session.execute(
+        select(DeadLetter.shop, DeadLetter.delivery_id, DeadLetter.last_failed_at).where(
+            in_pairs(DeadLetter.shop, DeadLetter.delivery_id, keys), DeadLetter.state == DEAD))
+    dead = {(row.shop, row.delivery_id): row.last_failed_at for row in letters}
 
-    def settled(delivery_id: str, published_at: datetime) -> bool:
-        failed_at = dead.get(delivery_id)
-        return delivery_id in claimed or (failed_at is not None and failed_at >= published_at)
+    def settled(key: DeliveryKey, published_at: datetime) -> bool:
+        failed_at = dead.get(key)
+        return key in claimed or (failed_at is not None and failed_at >= published_at)
 
-    return {key for key, copy in copies.items() if settled(*copy)}
+    return {message_id for message_id, copy in copies.items() if settled(*copy)}
 
 
 def encode_cursor(shop: str, refund_id: str) -> str:

@@ -4,8 +4,6 @@ delivery into it or says, with a dead-letter reason, why it cannot."""
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -15,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.errors import PayloadRejected as PayloadRejected
 from schemas.errors import rejection
+from schemas.fingerprint import fingerprint_v2
 from schemas.genstore import (
     WireCustomer,
     WireEnvelope,
@@ -94,15 +93,10 @@ class RefundMessage(_Frozen):
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """What makes two deliveries "the same message". A time only taken from the clock
-        at receipt is not the message's own, so such messages are known by content.
-        Computed once per message: the apply path needs it more than once."""
-        exclude = {"time_source"}
-        if self.time_source == "received_at":
-            exclude.add("occurred_at")
-        content = self.model_dump(mode="json", exclude=exclude)
-        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        """What makes two deliveries "the same message" (`schemas.fingerprint`,
+        its version 2). Computed once per message: the apply path needs it more than
+        once."""
+        return fingerprint_v2(self.model_dump(mode="json"))
 
 
 def parse_delivery(

@@ -4,6 +4,7 @@ and queue, and removes them afterwards."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -20,15 +21,24 @@ from refunds.db import session_factory
 from refunds.models import Base
 from refunds.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[1]
 SPOOL_ROOT = Path(tempfile.mkdtemp(prefix="refund-sink-test-spool-"))
+TOOL_CACHES = {".hypothesis", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
 SECRET = "test-genstore-secret"
 OLD_SECRET = "test-genstore-secret-previous"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    with postgres_server() as admin_url, scratch_database(admin_url) as url:
+def postgres_admin_url() -> Iterator[str]:
+    """A PostgreSQL server to create scratch databases on."""
+    with postgres_server() as admin_url:
+        yield admin_url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    with scratch_database(postgres_admin_url) as url:
         upgrade_database(Settings(database_url=url))
         yield url
 
@@ -44,6 +54,18 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _remove_spools() -> Iterator[None]:
     yield
     shutil.rmtree(SPOOL_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repository_root_untouched() -> Iterator[None]:
+    """Tests write under their tmp paths only: a file left in the repository root (a relative
+    SQLite URL, a command run without `cwd=`) fails the run, since it ends up committed."""
+    before = set(os.listdir(ROOT))
+    yield
+    left = sorted(name for name in set(os.listdir(ROOT)) - before - TOOL_CACHES
+                  if not name.startswith(".coverage"))
+    if left:
+        pytest.fail(f"the test suite left files in the repository root: {left}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

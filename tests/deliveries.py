@@ -11,10 +11,10 @@ from payloads import to_body
 
 from broker.app import TASK_NAME
 from refunds import queries
-from refunds.apply import Outcome, process_delivery
+from refunds.apply import Outcome, apply_deliveries
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
-from refunds.models import DeadLetter, Delivery, MessageRecord, RawDeliveryRecord, Refund
+from refunds.models import DeadLetter, DeliveryClaim, MessageRecord, RawDeliveryRecord, Refund
 from refunds.settings import Settings
 from schemas.api import RefundView
 
@@ -47,7 +47,7 @@ def batch_request(raw: RawDelivery, task_id: str, retries: int = 0) -> SimpleReq
 
 def apply(settings: Settings, raw: RawDelivery) -> Outcome:
     with session_factory(settings).begin() as session:
-        return process_delivery(raw, session=session, naive_tz=settings.naive_tz).outcome
+        return apply_deliveries([raw], session=session, naive_tz=settings.naive_tz)[0].outcome
 
 
 def view(settings: Settings, refund_id: str, shop: str = "default") -> dict[str, object]:
@@ -59,5 +59,5 @@ def view(settings: Settings, refund_id: str, shop: str = "default") -> dict[str,
 
 def clear(settings: Settings) -> None:
     with session_factory(settings).begin() as session:
-        for model in (Delivery, MessageRecord, Refund, RawDeliveryRecord, DeadLetter):
+        for model in (DeliveryClaim, MessageRecord, Refund, RawDeliveryRecord, DeadLetter):
             session.query(model).delete()

@@ -16,23 +16,13 @@ MARKER = b"POISON"
 _handle = handling.DeliveryHandler.handle
 
 
-def _handle_or_die(self: handling.DeliveryHandler, delivery: RawDelivery) -> object:
-    if MARKER in delivery.body:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return _handle(self, delivery)
-
-
-_handle_batch = handling.DeliveryHandler.handle_batch
-
-
-def _handle_batch_or_die(self: handling.DeliveryHandler, deliveries: list[RawDelivery]) -> object:
+def _handle_or_die(self: handling.DeliveryHandler, deliveries: list[RawDelivery]) -> object:
     if any(MARKER in delivery.body for delivery in deliveries):
         os.kill(os.getpid(), signal.SIGKILL)
-    return _handle_batch(self, deliveries)
+    return _handle(self, deliveries)
 
 
 handling.DeliveryHandler.handle = _handle_or_die  # type: ignore[assignment,method-assign]
-handling.DeliveryHandler.handle_batch = _handle_batch_or_die  # type: ignore[assignment,method-assign]
 
 if __name__ == "__main__":
     from worker import app

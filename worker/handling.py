@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy.exc
 
 from refunds import dead_letters, metrics
-from refunds.apply import Outcome, Result, process_delivery
-from refunds.apply_batch import process_batch
+from refunds.apply import CONFLICT, Outcome, Result, apply_deliveries
+from refunds.archive import archive
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
 from refunds.logs import event
@@ -25,28 +26,24 @@ class DeliveryHandler:
     def __init__(self, settings: Settings):
         self.settings = settings
 
-    def handle(self, delivery: RawDelivery) -> Result:
+    def handle(self, deliveries: Sequence[RawDelivery]) -> list[Result]:
+        """All or nothing: one transaction for the whole list (one delivery is a list of
+        one). Raises what the database raises, for `on_failure` to classify."""
         started = time.perf_counter()
         with session_factory(self.settings).begin() as session:
-            result = process_delivery(delivery, session=session, naive_tz=self.settings.naive_tz)
-        self._report(delivery, result, time.perf_counter() - started)
-        return result
-
-    def handle_batch(self, deliveries: Sequence[RawDelivery]) -> list[Result]:
-        """All or nothing: one transaction for the whole batch."""
-        started = time.perf_counter()
-        with session_factory(self.settings).begin() as session:
-            results = process_batch(deliveries, session=session,
-                                    naive_tz=self.settings.naive_tz)
-        seconds = time.perf_counter() - started  # each delivery waited for the whole batch
+            results = apply_deliveries(deliveries, session=session,
+                                       naive_tz=self.settings.naive_tz)
+        seconds = time.perf_counter() - started  # each delivery waited for the whole list
+        batch = len(deliveries) if len(deliveries) > 1 else None
         for delivery, result in zip(deliveries, results, strict=True):
-            self._report(delivery, result, seconds, batch=len(deliveries))
+            self._report(delivery, result, seconds, batch=batch)
         return results
 
     def _report(self, delivery: RawDelivery, result: Result, seconds: float,
                 batch: int | None = None) -> None:
         metrics.record(result, seconds)
-        event(log, _EVENTS[result.outcome], delivery_id=delivery.delivery_id,
+        name = "delivery conflict" if result.reason == CONFLICT else _EVENTS[result.outcome]
+        event(log, name, delivery_id=delivery.delivery_id,
               shop=delivery.shop, refund_id=result.refund_id, reason=result.reason,
               stale=result.stale or None, duration_ms=round(seconds * 1000, 2), batch=batch)
 
@@ -77,6 +74,7 @@ class DeliveryHandler:
         the message is retried at the longest delay until it can be."""
         try:
             with session_factory(self.settings).begin() as session:
+                archive([delivery], session=session, now=datetime.now(UTC))
                 dead_letters.record(delivery, reason=reason, error=error, attempts=attempt,
                                     session=session)
         except Exception as store_error:

@@ -1,5 +1,6 @@
-"""Applying deliveries in batches gives each delivery the outcome, and the database the state,
-of applying the same deliveries one by one in the same order. Runs on SQLite and PostgreSQL."""
+"""The one apply path: a list of deliveries gives each delivery the outcome, and the database the
+state, of applying the same deliveries one by one (lists of one) in the same order. Runs on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,11 +17,10 @@ from hypothesis import strategies as st
 from payloads import camel_event
 from sqlalchemy import select
 
-from refunds.apply import Outcome, Result, process_delivery
-from refunds.apply_batch import process_batch
+from refunds.apply import Outcome, Result, apply_deliveries
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
-from refunds.models import DeadLetter, Delivery, MessageRecord, RawDeliveryRecord, Refund
+from refunds.models import DeadLetter, DeliveryClaim, MessageRecord, RawDeliveryRecord, Refund
 from refunds.settings import Settings
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -71,7 +71,7 @@ def one_by_one(settings: Settings, sent: list[RawDelivery]) -> list[Result]:
     results = []
     for raw in sent:
         with session_factory(settings).begin() as session:
-            results.append(process_delivery(raw, session=session, naive_tz="UTC"))
+            results.extend(apply_deliveries([raw], session=session, naive_tz="UTC"))
     return results
 
 
@@ -79,7 +79,7 @@ def batched(settings: Settings, groups: list[list[RawDelivery]]) -> list[Result]
     results = []
     for group in groups:
         with session_factory(settings).begin() as session:
-            results.extend(process_batch(group, session=session, naive_tz="UTC"))
+            results.extend(apply_deliveries(group, session=session, naive_tz="UTC"))
     return results
 
 
@@ -96,13 +96,14 @@ def snapshot(settings: Settings) -> dict[str, Any]:
             "messages": sorted((m.refund_id, m.fingerprint, m.delivery_id)
                                for m in messages.values()),
             "deliveries": sorted(
-                (d.delivery_id, d.outcome, d.refund_id,
+                (d.shop, d.delivery_id, d.body_sha256, d.outcome, d.refund_id,
                  None if d.message_id is None else messages[d.message_id].fingerprint)
-                for d in session.scalars(select(Delivery))
+                for d in session.scalars(select(DeliveryClaim))
             ),
-            "dead_letters": sorted((d.delivery_id, d.reason, d.state, d.attempts)
+            "dead_letters": sorted((d.shop, d.delivery_id, d.reason, d.state, d.attempts)
                                    for d in session.scalars(select(DeadLetter))),
-            "archive": sorted(session.scalars(select(RawDeliveryRecord.delivery_id))),
+            "archive": sorted((r.shop, r.delivery_id, r.body_sha256)
+                              for r in session.scalars(select(RawDeliveryRecord))),
         }
 
 
@@ -128,7 +129,7 @@ def test_a_batch_reports_each_outcome(settings: Settings) -> None:
     apply(settings, delivery(camel_event(refund_id="62", update_time="2025-03-01T10:00Z")))
     group = [first, first, delivery(first.body), older, delivery(BROKEN)]
     with session_factory(settings).begin() as session:
-        results = process_batch(group, session=session, naive_tz="UTC")
+        results = apply_deliveries(group, session=session, naive_tz="UTC")
     assert [(r.outcome, r.refund_id, r.stale) for r in results] == [
         (Outcome.APPLIED, "61", False),
         (Outcome.DUPLICATE_DELIVERY, "61", False),
@@ -153,7 +154,7 @@ def test_two_batches_sharing_refunds_both_commit(pg_url: str) -> None:
     def run(group: list[RawDelivery]) -> None:
         try:
             with session_factory(settings).begin() as session:
-                process_batch(group, session=session, naive_tz="UTC")
+                apply_deliveries(group, session=session, naive_tz="UTC")
         except BaseException as error:  # noqa: BLE001 - reported by the assertion below
             errors.append(error)
 

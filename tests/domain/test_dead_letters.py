@@ -12,7 +12,7 @@ from refunds import dead_letters
 from refunds.apply import Outcome
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
-from refunds.models import DeadLetter, Delivery, Refund
+from refunds.models import DeadLetter, DeliveryClaim, Refund
 from refunds.settings import Settings
 from worker.handling import DeliveryHandler
 
@@ -41,7 +41,7 @@ def test_each_permanent_failure_is_dead_lettered_with_its_reason(
     assert letter.error
     with session_factory(settings)() as session:
         assert session.scalar(select(func.count()).select_from(Refund)) == 0
-        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+        assert session.scalar(select(func.count()).select_from(DeliveryClaim)) == 0
 
 
 def test_invalid_payload_keeps_the_validation_errors(settings: Settings) -> None:

@@ -10,7 +10,7 @@ from conftest import make_settings
 from deliveries import apply, delivery, view
 from payloads import camel_event
 
-from refunds.apply import process_delivery
+from refunds.apply import apply_deliveries
 from refunds.db import session_factory
 
 
@@ -20,8 +20,8 @@ def test_concurrent_messages_of_one_refund_are_both_kept(pg_url: str) -> None:
     # given worker A inside its transaction for message 2, not yet committed
     session_a = session_factory(settings)()
     session_a.begin()
-    process_delivery(delivery(camel_event(status="fund_change", price="20.00",
-                                          update_time="2025-03-01T10:05Z")),
+    apply_deliveries([delivery(camel_event(status="fund_change", price="20.00",
+                                           update_time="2025-03-01T10:05Z"))],
                      session=session_a, naive_tz="UTC")
     # when worker B applies message 3 of the same refund
     worker_b = threading.Thread(target=apply, args=(settings, delivery(

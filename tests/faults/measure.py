@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from broker.ledger import Ledger
 from ingest.spool import Spool
 from refunds.db import session_factory
-from refunds.models import DeadLetter, Delivery, MessageRecord, Refund
+from refunds.models import DeadLetter, DeliveryClaim, MessageRecord, Refund
 from refunds.settings import Settings
 from schemas.api import RefundView
 from tests.oracle import actual_state, expected_state
@@ -63,7 +63,7 @@ def outcomes(settings: Settings) -> tuple[int, int] | None:
     """(rows in deliveries, dead letters), or None while the database does not answer."""
     try:
         with session_factory(settings)() as session:
-            applied = session.scalar(select(func.count()).select_from(Delivery)) or 0
+            applied = session.scalar(select(func.count()).select_from(DeliveryClaim)) or 0
             dead = session.scalar(select(func.count()).select_from(DeadLetter)) or 0
             return int(applied), int(dead)
     except Exception:
@@ -104,7 +104,7 @@ def _unsettled(ledger: Ledger) -> int | None:
 def evaluate(settings: Settings, name: str, *, sent: int, ok: int, accepted: set[str],
              deliveries: list[Sent], expected_dead: dict[str, str], seconds: float) -> Result:
     with session_factory(settings)() as session:
-        recorded = set(session.scalars(select(Delivery.delivery_id)))
+        recorded = set(session.scalars(select(DeliveryClaim.delivery_id)))
         letters = dict(session.execute(select(DeadLetter.delivery_id, DeadLetter.reason)).all())
         actual = {
             row.refund_id: actual_state(RefundView.model_validate(row).model_dump(mode="json"))

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from ingest import create_app
 from refund_sink.servers import free_port
 from refunds.db import session_factory
-from refunds.models import DeadLetter, Delivery
+from refunds.models import DeadLetter, DeliveryClaim
 from refunds.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -180,7 +180,7 @@ def _settled(worker_metrics: str) -> bool:
 
 def _counts(settings: Settings) -> tuple[int, int]:
     with session_factory(settings)() as session:
-        done = session.scalar(select(func.count()).select_from(Delivery)) or 0
+        done = session.scalar(select(func.count()).select_from(DeliveryClaim)) or 0
         dead = session.scalar(select(func.count()).select_from(DeadLetter)) or 0
     return done, dead
 

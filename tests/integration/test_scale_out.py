@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from refund_sink.processes import gunicorn_command
 from refund_sink.servers import free_port
 from refunds.db import session_factory
-from refunds.models import Delivery
+from refunds.models import DeliveryClaim
 
 pytestmark = pytest.mark.integration
 
@@ -85,4 +85,4 @@ def _answers(port: int) -> bool:
 
 def _recorded(settings: Any) -> int:
     with session_factory(settings)() as session:
-        return int(session.scalar(select(func.count()).select_from(Delivery)) or 0)
+        return int(session.scalar(select(func.count()).select_from(DeliveryClaim)) or 0)

@@ -167,7 +167,7 @@ def test_signatures_and_secrets_are_redacted_from_dead_letters_and_logs(
     found = take_queued(settings)
     assert [raw.delivery_id for raw in found] == ["sec-1", "sec-2"]
     run_task(settings, found[0])
-    DeliveryHandler(settings).handle(found[1])
+    DeliveryHandler(settings).handle([found[1]])
     assert dead_letter(settings, "sec-1").headers["x-genstore-hmac-sha256"] == "[redacted]"
     assert dead_letter(settings, "sec-2").headers["webhook-signature"] == "[redacted]"
     stored = json.dumps([dead_letter(settings, id_).headers for id_ in ("sec-1", "sec-2")])
@@ -220,7 +220,7 @@ def test_customer_contact_details_never_reach_logs_or_dead_letter_errors(
         if raw.delivery_id.endswith(("example", "wrong_types", "truncated")):
             run_task(settings, raw)
         else:
-            handler.handle(raw)
+            handler.handle([raw])
     for name in ("wrong_types", "not_an_object", "nul", "truncated", "unknown_status"):
         letter = dead_letter(settings, f"pii-{name}")
         shown = letter.error + json.dumps(letter.errors)

@@ -26,7 +26,7 @@ from sqlalchemy import func, select, text
 from broker.ledger import Ledger
 from ingest import create_app
 from refunds.db import session_factory
-from refunds.models import DeadLetter, Delivery, MessageRecord
+from refunds.models import DeadLetter, DeliveryClaim, MessageRecord
 from refunds.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ def test_spec_sequence_through_ingest_and_workers(
     with workers(stack_settings, tmp_path, count=1, concurrency=2):
         for number, payload in enumerate(sequence * 2):  # every delivery twice, new ids
             send(client, payload, delivery_id=f"d-{number}")
-        wait_for(lambda: count(stack_settings, Delivery) == 6, 60, "deliveries not processed")
+        wait_for(lambda: count(stack_settings, DeliveryClaim) == 6, 60, "deliveries not processed")
     state = view(stack_settings, "7001")
     assert (state["status"], state["refund_price"], state["events_applied"]) == (
         "refunded", "20.00", 3)
@@ -110,7 +110,7 @@ def test_two_workers_thousand_shuffled_deliveries_match_the_oracle(
         for delivery_id, payload in traffic:
             send(client, payload, delivery_id)
         unique_ids = len({delivery_id for delivery_id, _ in traffic})
-        wait_for(lambda: count(stack_settings, Delivery) == unique_ids, 180,
+        wait_for(lambda: count(stack_settings, DeliveryClaim) == unique_ids, 180,
                  "traffic not drained")
         wait_for(lambda: not ledger_entries(stack_settings), 10, "ledger entries not settled")
     assert count(stack_settings, MessageRecord) == 700
@@ -125,7 +125,7 @@ def _first_applied_then_locked(settings: Settings, client: FlaskClient) -> Itera
     holds locked (as a long migration or a stuck report might) until the block ends: the
     next message of that refund waits, as the test needs."""
     send(client, spec_sequence()[0])
-    wait_for(lambda: count(settings, Delivery) == 1, 30, "first message not applied")
+    wait_for(lambda: count(settings, DeliveryClaim) == 1, 30, "first message not applied")
     lock = session_factory(settings)()
     try:
         lock.execute(text("SELECT 1 FROM refunds WHERE refund_id = '7001' FOR UPDATE"))
@@ -156,7 +156,7 @@ def test_transient_failure_retries_then_dead_letters_then_requeue_applies_once(
             subprocess.run([sys.executable, "-m", "refund_sink.cli", "dlq", "requeue",
                             str(letter.id)], env=environment(settings), check=True)
         wait_for(lambda: view(settings, "7001")["events_applied"] == 2, 30, "requeue not applied")
-        wait_for(lambda: count(settings, Delivery) == 2, 30, "requeue not recorded")
+        wait_for(lambda: count(settings, DeliveryClaim) == 2, 30, "requeue not recorded")
         wait_for(lambda: not ledger_entries(settings), 10, "ledger entries not settled")
     with session_factory(settings)() as session:
         assert session.scalars(select(DeadLetter.state)).one() == "resolved"
@@ -191,7 +191,7 @@ def test_a_locked_refund_delays_only_its_own_delivery_in_a_batch(
 
 def _applied_ids(settings: Settings) -> set[str]:
     with session_factory(settings)() as session:
-        return set(session.scalars(select(Delivery.delivery_id)))
+        return set(session.scalars(select(DeliveryClaim.delivery_id)))
 
 
 @BATCH_SIZES
@@ -208,9 +208,9 @@ def test_sigkilled_worker_message_is_applied_once_after_visibility_timeout(
         send(client, second, delivery_id="in-flight")
         wait_for(lambda: "in-flight" in _active(settings), 30, "message not taken")
         worker.kill()  # while it waits for the row lock inside the task
-    assert count(settings, Delivery) == 1
+    assert count(settings, DeliveryClaim) == 1
     with workers(settings, tmp_path):
-        took = wait_for(lambda: count(settings, Delivery) == 2, 60, "message lost")
+        took = wait_for(lambda: count(settings, DeliveryClaim) == 2, 60, "message lost")
     assert took < 15 + 15  # visibility timeout + restore sweep + start-up
     assert view(settings, "7001")["events_applied"] == 2
     assert count(settings, MessageRecord) == 2
@@ -232,7 +232,7 @@ def test_a_message_lost_in_kombus_fetch_window_is_published_again_and_applied_on
     popped = client_redis.rpop(settings.redis_key_prefix + settings.queue)
     assert popped is not None and len(queued(settings)) == 2
     with workers(settings, tmp_path, count=2) as started:
-        wait_for(lambda: count(settings, Delivery) == 3, 60, "lost message not applied")
+        wait_for(lambda: count(settings, DeliveryClaim) == 3, 60, "lost message not applied")
         took = time.monotonic() - sent_at
         wait_for(lambda: not ledger_entries(settings), 10, "ledger entries not settled")
         republished = [w.output().count('"event": "delivery republished"') for w in started]
@@ -243,7 +243,7 @@ def test_a_message_lost_in_kombus_fetch_window_is_published_again_and_applied_on
 
 
 def _active(settings: Settings) -> str:
-    """Delivery ids in Redis's unacked hash (messages a worker holds)."""
+    """DeliveryClaim ids in Redis's unacked hash (messages a worker holds)."""
     import redis
 
     client = redis.Redis.from_url(settings.redis_url)

@@ -49,10 +49,13 @@ def assert_ends_well(settings: Settings, raw: RawDelivery) -> Outcome:
     assert outcome in set(Outcome)
     if outcome is Outcome.DEAD_LETTERED:
         with session_factory(settings)() as session:
+            # one letter per (shop, delivery id); a conflict's under an id of its own
+            ids = (raw.delivery_id, dead_letters.conflicting(raw).delivery_id)
             letter = session.scalars(
-                select(DeadLetter).where(DeadLetter.delivery_id == raw.delivery_id)
+                select(DeadLetter).where(DeadLetter.shop == raw.shop,
+                                         DeadLetter.delivery_id.in_(ids))
             ).one()
-            assert letter.reason in dead_letters.REASONS  # one letter per delivery id
+            assert letter.reason in dead_letters.REASONS
     return outcome
 
 

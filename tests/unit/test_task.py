@@ -1,43 +1,43 @@
 """The tasks' failure paths without a broker: a retry that cannot be published must put the
-message back, not let Celery delete it. The one-message task and the batch task."""
+message back, not let Celery delete it. Both task forms, through the one runner."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from celery.canvas import Signature
-from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from conftest import make_settings
 from deliveries import batch_request, delivery
 from payloads import camel_event
 
 from broker.app import make_celery
-from worker.batches import REQUEUE
 from worker.handling import DeliveryHandler
+from worker.runner import REQUEUE, RETRY
 from worker.tasks import register_tasks
 
 UNREACHABLE_DB = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
 
 
-def run_task(monkeypatch: pytest.MonkeyPatch, publish: Any) -> None:
+def run_task(monkeypatch: pytest.MonkeyPatch, publish: Any) -> str:
     settings = make_settings(UNREACHABLE_DB, batch_size=1)
     task = register_tasks(make_celery(settings), settings)
-    monkeypatch.setattr(Signature, "apply_async", publish)
+    monkeypatch.setattr(task, "apply_async", publish)
     task.push_request(retries=0, id="t-1", called_directly=False, is_eager=False)
     try:
-        task.run(delivery(camel_event()).to_wire())
+        outcome: str = task.run(delivery(camel_event()).to_wire())
+        return outcome
     finally:
         task.pop_request()
 
 
 def test_database_down_schedules_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
-    published: list[Signature] = []
-    with pytest.raises(Retry):
-        run_task(monkeypatch, lambda signature, *a, **k: published.append(signature))
+    published: list[dict[str, Any]] = []
+    assert run_task(monkeypatch, lambda *a, **options: published.append(options)) == RETRY
     [retry] = published
-    assert retry.options["argsrepr"].startswith("(delivery_id=")  # what logs and Flower show
-    assert "'body'" not in retry.options["argsrepr"]
+    assert (retry["task_id"], retry["retries"]) == ("t-1", 1)  # the same message, next attempt
+    assert retry["argsrepr"].startswith("(delivery_id=")  # what logs and Flower show
+    assert "'body'" not in retry["argsrepr"]
 
 
 def test_unpublishable_retry_requeues_instead_of_dropping(
@@ -87,7 +87,7 @@ def test_a_batch_out_of_time_goes_back_without_counting_an_attempt(
     def slow(*_args: Any, **_kwargs: Any) -> None:
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr(DeliveryHandler, "handle_batch", slow)
+    monkeypatch.setattr(DeliveryHandler, "handle", slow)
     published: list[dict[str, Any]] = []
     outcomes = run_batch(monkeypatch, lambda *a, **options: published.append(options))
     assert set(outcomes.values()) == {REQUEUE}  # they come back one per batch

@@ -1,0 +1,157 @@
+"""The one runner: what a worker does with the task messages it was handed, a list of one
+(`REFUND_SINK_BATCH_SIZE=1`) or a batch. Both task forms (worker.tasks) call it, so every
+rule below (start counting, retry, dead letter, settling the ledger) has one implementation.
+
+Each message is acknowledged only after its effect, dead letter or retry is committed or
+published: the runner returns an outcome per message, and the task form acks it, or puts it
+back on the queue for `REQUEUE`."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from broker.ledger import Ledger
+from broker.publish import display
+from refunds.apply import Outcome
+from refunds.delivery import MalformedDelivery, RawDelivery
+from refunds.logs import event
+from refunds.settings import Settings
+from worker.handling import DeliveryHandler, describe
+from worker.redeliveries import StartCounter
+from worker.retry import is_contention, is_transient
+
+log = logging.getLogger("refund_sink.worker")
+REQUEUE = "requeue"  # the outcome that returns a message to the queue instead of acking it
+RETRY = "retry"  # the outcome of a message acked because its retry is published
+MALFORMED = "malformed"  # not a message this sink wrote: acked and dropped, loudly
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """A queued task message, whichever task form received it."""
+
+    id: str  # the task message id: kept by a redelivery and a retry
+    retries: int  # attempts that failed before this one
+    args: Sequence[Any]
+
+
+class AfterFailure(enum.Enum):
+    """What a list that failed as a whole does next."""
+
+    REQUEUE_EACH_ALONE = "requeue each alone"  # out of time: no time left to find the culprit
+    RETRY_ALL = "retry all"  # an outage: every delivery waits for its next attempt
+    APPLY_EACH_ALONE = "apply each alone"  # one delivery's fault: find and isolate it
+
+
+def after_failure(error: Exception, size: int) -> AfterFailure:
+    if isinstance(error, SoftTimeLimitExceeded) and size > 1:
+        return AfterFailure.REQUEUE_EACH_ALONE
+    if is_transient(error) and not is_contention(error):
+        return AfterFailure.RETRY_ALL
+    return AfterFailure.APPLY_EACH_ALONE
+
+
+# Publishes a retry: (message, delivery, countdown) -> None, raising when it cannot.
+PublishRetry = Callable[[TaskMessage, RawDelivery, float], None]
+
+
+class Runner:
+    def __init__(self, settings: Settings, publish_retry: PublishRetry):
+        self.settings = settings
+        self.publish_retry = publish_retry
+        self.handler = DeliveryHandler(settings)
+        self.starts = StartCounter(settings)
+        self.ledger = Ledger(settings)
+
+    def run(self, messages: Sequence[TaskMessage]) -> dict[str, str]:
+        """An outcome per message id: an `Outcome` value, `RETRY`, `REQUEUE` or `MALFORMED`.
+        Never raises for a delivery's failure."""
+        outcomes: dict[str, str] = {}
+        pending: dict[str, tuple[TaskMessage, RawDelivery]] = {}
+        for message in messages:
+            try:
+                pending[message.id] = (message, RawDelivery.from_wire(message.args[0]))
+            except (MalformedDelivery, IndexError) as error:
+                log.error("dropping a queue message this sink did not write: %s", error)
+                outcomes[message.id] = MALFORMED
+        starts = self.starts.start_all(list(pending))
+        try:
+            for message_id, count in starts.items():
+                if count > self.settings.max_redeliveries:
+                    message, delivery = pending.pop(message_id)
+                    delay = self.handler.on_worker_lost(delivery, lost=count - 1)
+                    outcomes[message_id] = self._finish(message, delivery, delay)
+            outcomes.update(self._apply(list(pending.values())))
+        finally:
+            self.starts.finish(*starts)  # not reached when the process is killed
+        self.ledger.settle(message_id for message_id, outcome in outcomes.items()
+                           if outcome not in (REQUEUE, RETRY))
+        return outcomes
+
+    def _apply(self, batch: list[tuple[TaskMessage, RawDelivery]]) -> dict[str, str]:
+        if not batch:
+            return {}
+        try:
+            results = self.handler.handle([delivery for _, delivery in batch])
+        except Exception as error:
+            return self._after_failure(batch, error)
+        return {message.id: result.outcome.value
+                for (message, _), result in zip(batch, results, strict=True)}
+
+    def _after_failure(
+        self, batch: list[tuple[TaskMessage, RawDelivery]], error: Exception
+    ) -> dict[str, str]:
+        """A list that ran out of time goes back to the queue, its messages to come back one
+        per list, each with its own time limit and no attempt counted against it."""
+        then = after_failure(error, len(batch))
+        if len(batch) > 1:
+            event(log, "batch failed", logging.WARNING, deliveries=len(batch),
+                  error=describe(error), then=then.value)
+        if then is AfterFailure.REQUEUE_EACH_ALONE:
+            return {message.id: REQUEUE for message, _ in batch}
+        if then is AfterFailure.RETRY_ALL or len(batch) == 1:
+            return {message.id: self._failed(message, delivery, error)
+                    for message, delivery in batch}
+        outcomes = {}
+        for message, delivery in batch:
+            try:
+                outcomes[message.id] = self.handler.handle([delivery])[0].outcome.value
+            except Exception as own_error:
+                outcomes[message.id] = self._failed(message, delivery, own_error)
+        return outcomes
+
+    def _failed(self, message: TaskMessage, delivery: RawDelivery, error: Exception) -> str:
+        delay = self.handler.on_failure(delivery, error, attempt=message.retries + 1)
+        return self._finish(message, delivery, delay)
+
+    def _finish(self, message: TaskMessage, delivery: RawDelivery, delay: float | None) -> str:
+        """Dead-lettered (no delay), or published again to run after the delay; a retry that
+        cannot be published sends the message itself back to the queue."""
+        if delay is None:
+            return Outcome.DEAD_LETTERED.value
+        try:
+            self.publish_retry(message, delivery, delay)
+        except Exception as error:
+            log.error("delivery %s: cannot publish the retry (%s); returning it to the queue",
+                      delivery.delivery_id, type(error).__name__)
+            return REQUEUE
+        return RETRY
+
+
+def retry_publisher(task: Any) -> PublishRetry:
+    """A retry is the same message (same id, so the start counter and the ledger follow it)
+    with the attempt counted, published to run after the delay; the caller then acks the
+    message it holds. Celery's `Task.retry` does the same, but answers a publish it cannot
+    make by deleting the message."""
+
+    def publish(message: TaskMessage, delivery: RawDelivery, countdown: float) -> None:
+        task.apply_async(args=list(message.args), task_id=message.id, countdown=countdown,
+                         retry=False, retries=message.retries + 1, **display(delivery))
+
+    return publish
