@@ -1,5 +1,6 @@
 """The ledger of accepted deliveries: every task message the sink has published and not yet
-settled (applied, found a duplicate, or dead-lettered), kept in Redis beside the queue.
+settled (applied, found a duplicate, or dead-lettered), kept in Redis beside the queue, one
+ledger per queue (`broker.keys`).
 
 Why: kombu's Redis transport pops a message (`BRPOP`) before it records it as unacknowledged;
 a worker whose main process is killed in between loses the message, and Redis holds no other
@@ -20,11 +21,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from broker import keys
 from refunds.settings import Settings
-
-# Key names before REFUND_SINK_REDIS_KEY_PREFIX (kombu's client adds it when it writes them).
-ENTRIES = "refund-sink:ledger"
-RECORDED_AT = "refund-sink:ledger:recorded-at"
 
 
 class Ledger:
@@ -34,9 +32,9 @@ class Ledger:
         self.client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2,
                                            socket_timeout=5, retry=Retry(NoBackoff(), 1),
                                            decode_responses=True)
-        prefix = settings.redis_key_prefix
-        self.entries, self.recorded_at = prefix + ENTRIES, prefix + RECORDED_AT
-        self.sweep_lock_name = f"{prefix}{ENTRIES}:sweeping"
+        self.entries = keys.scoped(settings, keys.LEDGER)
+        self.recorded_at = keys.scoped(settings, keys.RECORDED_AT)
+        self.sweep_lock_name = keys.scoped(settings, keys.SWEEP_LOCK)
 
     def put_back(self, message_id: str, message: str, queue_key: str) -> None:
         """The message onto the queue again, as kombu restores one, and its entry's time

@@ -14,8 +14,8 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
+from broker import keys
 from broker.app import TASK_NAME
-from broker.ledger import ENTRIES, RECORDED_AT
 
 
 class Channel(kombu_redis.Channel):
@@ -27,11 +27,12 @@ class Channel(kombu_redis.Channel):
             return
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         payload = dumps(message)
-        # kombu's client adds REFUND_SINK_REDIS_KEY_PREFIX to these keys, as to the queue's
+        # the ledger of the queue the message goes to; kombu's client adds
+        # REFUND_SINK_REDIS_KEY_PREFIX to these keys, as to the queue's
         with self.conn_or_acquire() as client:
             pipe = client.pipeline(transaction=True)
-            pipe.hset(ENTRIES, message_id, payload)
-            pipe.zadd(RECORDED_AT, {message_id: time.time()})
+            pipe.hset(keys.owned(queue, keys.LEDGER), message_id, payload)
+            pipe.zadd(keys.owned(queue, keys.RECORDED_AT), {message_id: time.time()})
             pipe.lpush(key, payload)
             pipe.execute()
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import redis
 
+from broker import keys
 from refunds.settings import Settings
 
 log = logging.getLogger("refund_sink.worker")
@@ -24,7 +25,7 @@ class StartCounter:
     def __init__(self, settings: Settings):
         self.client = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
                                            socket_connect_timeout=2)
-        self.prefix = f"{settings.redis_key_prefix}refund-sink:starts:"
+        self.prefix = keys.scoped(settings, keys.STARTS)
 
     def start(self, message_id: str) -> int:
         """How many times this message has started, this time included (1 if unknown)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -245,3 +246,19 @@ def test_foreign_queue_messages_and_bad_entries_do_not_stop_the_sweep(
     assert message_id in client.lrange(sweeper.queue_key, 0, 0)[0]
     assert client.zrange(sweeper.ledger.recorded_at, 0, -1) == [message_id]
     assert list(ledger_entries(settings)) == [message_id]
+
+
+def test_finding_4_ledger_scoped_by_queue(settings: Settings, sweeper: Sweeper) -> None:
+    # given a second sink on the same Redis and key prefix, told apart by its queue, whose
+    # workers are down: its deliveries wait on its queue past the visibility timeout
+    other = Sweeper(replace(settings, queue=f"{settings.queue}-other"))
+    sent = published(other, "1", "2")
+    age(other, list(sent))
+    # when this sink's sweeper runs
+    put_back = sweeper.sweep()
+    # then it neither sees nor moves the other sink's deliveries
+    assert put_back == 0
+    assert queued_ids(settings) == [] and ledger_entries(settings) == {}
+    assert sorted(queued_ids(other.settings)) == sorted(sent)
+    assert ledger_entries(other.settings) == sent
+    other.ledger.client.close()
