@@ -10,7 +10,7 @@ from typing import NoReturn
 import redis
 import sqlalchemy.exc
 
-from refund_sink import operations, processes, send
+from refund_sink import operations, processes, send, spool_commands
 from refund_sink.servers import ServerError
 from refunds.settings import ConfigError
 from worker.handling import describe
@@ -29,6 +29,7 @@ def build_parser() -> Parser:
     processes.add_commands(commands)
     operations.add_commands(commands)
     send.add_command(commands)
+    spool_commands.add_command(commands)
     return parser
 
 

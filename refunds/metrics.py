@@ -27,6 +27,8 @@ DEAD_LETTERED = Counter("refund_sink_dead_lettered", "Deliveries dead-lettered",
 REQUEUED = Counter("refund_sink_requeued", "Dead letters sent through again")
 REPUBLISHED = Counter("refund_sink_republished",
                       "Accepted deliveries whose queue message was lost, published again")
+SPOOL_QUARANTINED = Counter("refund_sink_spool_quarantined",
+                            "Spool files that are no delivery, moved to quarantine/")
 APPLY_SECONDS = Histogram(
     "refund_sink_apply_seconds", "Time to process one delivery, transaction included",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),

@@ -27,7 +27,8 @@ def test_deliveries_during_a_broker_outage_are_spooled_then_queued(tmp_path: Pat
     port = free_port()
     redis_dir = tmp_path / "redis"
     broker = start_redis(redis_dir, port)
-    settings = make_settings("sqlite:///unused.db", f"redis://127.0.0.1:{port}/0",
+    unused_database = f"sqlite:///{tmp_path / 'unused.db'}"  # /readyz opens it
+    settings = make_settings(unused_database, f"redis://127.0.0.1:{port}/0",
                              spool_dir=str(tmp_path / "spool"))
     client = create_app(settings).test_client()
     stop(broker)

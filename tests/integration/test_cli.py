@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,45 @@ def test_worker_command_refuses_an_unreachable_broker() -> None:
     result = cli("worker", env=env)
     assert result.returncode == 1
     assert result.stderr.startswith("refund-sink: error: broker unreachable")
+
+
+def test_spool_list_and_retry(redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    from queued_messages import queued
+
+    from ingest.spool import Spool
+    from refunds.delivery import RawDelivery
+
+    def raw(delivery_id: str) -> RawDelivery:
+        return RawDelivery(delivery_id=delivery_id, topic="refunds/create", shop="a.example",
+                           body=b'{"note": "secret-marker"}', received_at=datetime.now(UTC))
+
+    # given a spool with a delivery waiting and a damaged file in quarantine
+    settings = make_settings(f"sqlite:///{tmp_path / 'sink.db'}", redis_url, key_prefix,
+                             spool_dir=str(tmp_path / "spool"))
+    env = environment(settings, REFUND_SINK_SPOOL_DIR=settings.spool_dir)
+    spool = Spool(settings.spool_dir)
+    spool.put(raw("waiting-1"))
+    name = "00000000000000000001-damaged.json"
+    spool.quarantine.mkdir()
+    (spool.quarantine / name).write_bytes(b'{"body": "secret-marker')
+    # when an operator lists the spool: states, ids, never a body
+    listed = cli("spool", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [(f["state"], f["delivery_id"], f["shop"], f["problem"])
+            for f in json.loads(listed.stdout)] == [
+        ("pending", "waiting-1", "a.example", None), ("quarantined", None, None, "JSONDecodeError")]
+    table = cli("spool", "list", env=env).stdout
+    assert "quarantined" in table and "unreadable: JSONDecodeError" in table
+    assert "secret-marker" not in listed.stdout + table
+    # then a name not in quarantine is refused in one line
+    unknown = cli("spool", "retry", "other.json", env=env)
+    assert unknown.returncode == 1
+    assert unknown.stderr == "refund-sink: error: could not retry other.json: not in quarantine\n"
+    # and once fixed, retry --all moves the file back and sends the spool to the broker
+    (spool.quarantine / name).write_text(json.dumps(raw("fixed-2").to_wire()))
+    retried = cli("spool", "retry", "--all", env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.splitlines() == [f"moved {name} to pending",
+                                           "sent 2 deliveries to the broker"]
+    assert sorted(d.delivery_id for d in queued(settings)) == ["fixed-2", "waiting-1"]
+    assert json.loads(cli("spool", "list", "--json", env=env).stdout) == []
