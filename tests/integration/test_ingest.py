@@ -44,7 +44,7 @@ def test_signed_delivery_is_queued_raw_and_acknowledged_without_a_database(
     headers = genstore_headers(BODY, SECRET, **{"X-Genstore-Shop-Domain": "Shop.Example"})
     response = post(client, BODY, headers)
     assert response.status_code == 202
-    expected_id = hashlib.sha256(b"refunds/create\n" + BODY).hexdigest()
+    expected_id = hashlib.sha256(b"shop.example\nrefunds/create\n" + BODY).hexdigest()
     assert response.get_json() == {"status": "accepted", "delivery_id": expected_id}
     [raw] = queued(ingest_settings)
     assert raw.body == BODY and raw.topic == "refunds/create" and raw.shop == "shop.example"
