@@ -17,7 +17,7 @@ from sqlalchemy import select
 from ingest import create_app
 from refund_sink.servers import free_port, start_redis
 from refunds.db import session_factory
-from refunds.models import Delivery
+from refunds.models import DeliveryClaim
 from refunds.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -94,4 +94,4 @@ def test_workers_apply_at_once_after_a_redis_restart(
 
 def applied(settings: Settings) -> set[str]:
     with session_factory(settings)() as session:
-        return set(session.scalars(select(Delivery.delivery_id)))
+        return set(session.scalars(select(DeliveryClaim.delivery_id)))
