@@ -6,13 +6,14 @@ from __future__ import annotations
 from celery import Celery
 
 from broker.app import TASK_NAME
+from broker.wire import to_wire
 from refunds.delivery import RawDelivery
 
 
 def publish(app: Celery, delivery: RawDelivery) -> str:
     """Fail fast (no publish retries): the caller spools the delivery or answers 503. Returns
     the task message id."""
-    result = app.send_task(TASK_NAME, args=[delivery.to_wire()], retry=False,
+    result = app.send_task(TASK_NAME, args=[to_wire(delivery)], retry=False,
                            **display(delivery))
     return str(result.id)
 

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from broker.wire import from_wire, to_wire
 from refunds.delivery import RawDelivery
 from refunds.logs import event
 from refunds.metrics import SPOOL_QUARANTINED
@@ -40,7 +41,7 @@ class Spool:
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex}.json"
         temporary = self.pending / f".{name}.tmp"
         with temporary.open("wb") as out:
-            out.write(json.dumps(delivery.to_wire()).encode("ascii"))
+            out.write(json.dumps(to_wire(delivery)).encode("ascii"))
             out.flush()
             os.fsync(out.fileno())
         temporary.rename(self.pending / name)
@@ -177,7 +178,7 @@ def _entries(folder: Path) -> list[str]:
 def read(path: Path) -> RawDelivery:
     """The delivery in a spool file. Raises OSError if it cannot be read, ValueError
     (`MalformedDelivery` among them) if it is not a delivery."""
-    return RawDelivery.from_wire(json.loads(path.read_bytes()))
+    return from_wire(json.loads(path.read_bytes()))
 
 
 def _move(source: Path, target: Path) -> bool:

@@ -1,15 +1,13 @@
-"""The raw delivery as the ingest queues it: body bytes, the headers processing needs, and the
-time received. Its wire form is plain JSON so the queue never holds pickles."""
+"""The raw delivery as the ingest received it: body bytes, the headers processing needs, and
+the time received. Its wire form, as queued and spooled, is `broker.wire`'s."""
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 TOPIC_HEADER = "x-genstore-topic"
 SHOP_HEADER = "x-genstore-shop-domain"
@@ -23,10 +21,6 @@ DEFAULT_SHOP = "default"
 MAX_KEY_LENGTH = 255  # the database's column width for ids, topics and shops
 
 DeliveryKey = tuple[str, str]  # (shop, delivery id)
-
-
-class MalformedDelivery(ValueError):
-    """A queued message that is not a delivery this sink wrote."""
 
 
 @dataclass(frozen=True)
@@ -67,33 +61,6 @@ class RawDelivery:
     def body_sha256(self) -> str:
         """Tells a resend of this delivery (same body) from a conflict (another body)."""
         return hashlib.sha256(self.body).hexdigest()
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "delivery_id": self.delivery_id,
-            "topic": self.topic,
-            "shop": self.shop,
-            "body": base64.b64encode(self.body).decode("ascii"),
-            "received_at": self.received_at.isoformat(),
-            "triggered_at": self.triggered_at,
-            "headers": dict(self.headers),
-        }
-
-    @classmethod
-    def from_wire(cls, wire: Mapping[str, Any]) -> RawDelivery:
-        try:
-            received_at = datetime.fromisoformat(wire["received_at"])
-            return cls(
-                delivery_id=str(wire["delivery_id"]),
-                topic=wire.get("topic"),
-                shop=str(wire["shop"]),
-                body=base64.b64decode(wire["body"], validate=True),
-                received_at=received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC),
-                triggered_at=wire.get("triggered_at"),
-                headers=dict(wire.get("headers") or {}),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedDelivery(f"not a queued delivery: {exc!r}") from None
 
 
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:

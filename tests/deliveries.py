@@ -10,6 +10,7 @@ from celery_batches import SimpleRequest
 from payloads import to_body
 
 from broker.app import TASK_NAME
+from broker.wire import to_wire
 from refunds import queries
 from refunds.apply import Outcome, apply_deliveries
 from refunds.db import session_factory
@@ -41,7 +42,7 @@ def delivery(
 
 def batch_request(raw: RawDelivery, task_id: str, retries: int = 0) -> SimpleRequest:
     """The queued delivery as the batch task receives it from celery-batches."""
-    return SimpleRequest(task_id, TASK_NAME, (raw.to_wire(),), {}, {}, "test", True, None, None,
+    return SimpleRequest(task_id, TASK_NAME, (to_wire(raw),), {}, {}, "test", True, None, None,
                          {"retries": retries})
 
 

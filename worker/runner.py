@@ -18,8 +18,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from broker.ledger import Ledger
 from broker.publish import display
+from broker.wire import MalformedDelivery, from_wire
 from refunds.apply import Outcome
-from refunds.delivery import MalformedDelivery, RawDelivery
+from refunds.delivery import RawDelivery
 from refunds.logs import event
 from refunds.settings import Settings
 from worker.handling import DeliveryHandler, describe
@@ -76,7 +77,7 @@ class Runner:
         pending: dict[str, tuple[TaskMessage, RawDelivery]] = {}
         for message in messages:
             try:
-                pending[message.id] = (message, RawDelivery.from_wire(message.args[0]))
+                pending[message.id] = (message, from_wire(message.args[0]))
             except (MalformedDelivery, IndexError) as error:
                 log.error("dropping a queue message this sink did not write: %s", error)
                 outcomes[message.id] = MALFORMED

@@ -17,6 +17,7 @@ from backing_services import stop
 from conftest import make_settings
 from processes import environment, wait_for
 
+from broker.wire import to_wire
 from refund_sink.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -173,7 +174,7 @@ def test_spool_list_and_retry(redis_url: str, key_prefix: str, tmp_path: Path) -
     assert unknown.returncode == 1
     assert unknown.stderr == "refund-sink: error: could not retry other.json: not in quarantine\n"
     # and once fixed, retry --all moves the file back and sends the spool to the broker
-    (spool.quarantine / name).write_text(json.dumps(raw("fixed-2").to_wire()))
+    (spool.quarantine / name).write_text(json.dumps(to_wire(raw("fixed-2"))))
     retried = cli("spool", "retry", "--all", env=env)
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout.splitlines() == [f"moved {name} to pending",

@@ -24,6 +24,7 @@ from sqlalchemy import select, text
 
 import ingest.signatures
 from broker.app import make_celery
+from broker.wire import to_wire
 from ingest import create_app
 from refunds import tokens
 from refunds.db import session_factory
@@ -87,7 +88,7 @@ def run_task(settings: Settings, raw: RawDelivery) -> Any:
         return task.run([batch_request(raw, task_id)])
     task.push_request(retries=0, id=task_id, called_directly=False, is_eager=False)
     try:
-        return task.run(raw.to_wire())
+        return task.run(to_wire(raw))
     finally:
         task.pop_request()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from broker.wire import to_wire
 from ingest.spool import Spool
 from refunds.delivery import RawDelivery
 
@@ -168,7 +169,7 @@ def test_a_retried_file_goes_back_to_pending(tmp_path: Path) -> None:
     spool.drain(lambda _delivery: None)
     assert spool.files() == [("quarantined", spool.quarantine / name)]
     assert spool.retry(name) and not spool.retry(name) and not spool.retry("../x.json")
-    (spool.pending / name).write_text(json.dumps(raw(2).to_wire()))  # fixed by hand
+    (spool.pending / name).write_text(json.dumps(to_wire(raw(2))))  # fixed by hand
     sent: list[RawDelivery] = []
     assert spool.drain(sent.append) == 1
     assert [d.delivery_id for d in sent] == ["d-2"] and spool.files() == []

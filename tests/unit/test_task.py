@@ -12,6 +12,7 @@ from deliveries import batch_request, delivery
 from payloads import camel_event
 
 from broker.app import make_celery
+from broker.wire import to_wire
 from worker.handling import DeliveryHandler
 from worker.runner import REQUEUE, RETRY
 from worker.tasks import register_tasks
@@ -25,7 +26,7 @@ def run_task(monkeypatch: pytest.MonkeyPatch, publish: Any) -> str:
     monkeypatch.setattr(task, "apply_async", publish)
     task.push_request(retries=0, id="t-1", called_directly=False, is_eager=False)
     try:
-        outcome: str = task.run(delivery(camel_event()).to_wire())
+        outcome: str = task.run(to_wire(delivery(camel_event())))
         return outcome
     finally:
         task.pop_request()
