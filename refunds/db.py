@@ -8,9 +8,20 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Engine, Row, Table, and_, create_engine, event, or_
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Row,
+    Table,
+    and_,
+    create_engine,
+    event,
+    or_,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from refunds.models import Base
@@ -97,6 +108,17 @@ def session_factory(settings: Settings) -> SessionFactory:
         factory = sessionmaker(make_engine(settings), expire_on_commit=False)
         _factories[key] = factory
     return factory
+
+
+def database_answers(settings: Settings) -> bool:
+    """Whether the database takes a query now: one `SELECT 1` on a pooled (pre-pinged)
+    connection, bounded by the connect timeout."""
+    try:
+        with session_factory(settings)() as session:
+            session.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError):
+        return False
+    return True
 
 
 def insert_ignore(

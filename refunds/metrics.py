@@ -23,6 +23,8 @@ APPLIED = Counter("refund_sink_messages_applied", "Distinct messages recorded")
 STALE = Counter("refund_sink_stale_messages", "Applied messages older than the refund's latest")
 DUPLICATES = Counter("refund_sink_duplicates", "Deliveries with no effect", ["kind"])
 RETRIES = Counter("refund_sink_retries", "Attempts that failed transiently and were retried")
+HELD = Counter("refund_sink_held",
+               "Attempts that failed while the database did not answer: tried again, not counted")
 DEAD_LETTERED = Counter("refund_sink_dead_lettered", "Deliveries dead-lettered", ["reason"])
 REQUEUED = Counter("refund_sink_requeued", "Dead letters sent through again")
 REPUBLISHED = Counter("refund_sink_republished",

@@ -19,12 +19,13 @@ def __getattr__(name: str) -> Any:
     observability.prepare_metrics_dir()  # before anything imports prometheus_client
     from broker.app import make_celery
     from refunds.settings import Settings
-    from worker import sweeper
+    from worker import breaker, sweeper
     from worker.tasks import register_tasks
 
     settings = Settings.from_env()
     observability.install(settings)
     sweeper.install(settings)
+    breaker.install(settings)
     app = make_celery(settings)
     globals().update(settings=settings, app=app, apply_delivery=register_tasks(app, settings))
     return globals()[name]

@@ -13,18 +13,24 @@ import sqlalchemy.exc
 from refunds import dead_letters, metrics
 from refunds.apply import CONFLICT, Outcome, Result, apply_deliveries
 from refunds.archive import archive
-from refunds.db import session_factory
+from refunds.db import database_answers, session_factory
 from refunds.delivery import RawDelivery
 from refunds.logs import event
 from refunds.settings import Settings
-from worker.retry import backoff_seconds, is_transient
+from worker.retry import backoff_seconds, is_transient, lost_the_database
 
 log = logging.getLogger("refund_sink.worker")
+
+
+# How long one answer of the database probe stands for every failure that asks: a batch that
+# failed for an outage asks once per delivery.
+PROBE_MEMO_SECONDS = 1.0
 
 
 class DeliveryHandler:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._probed: tuple[float, bool] = (-PROBE_MEMO_SECONDS, True)
 
     def handle(self, deliveries: Sequence[RawDelivery]) -> list[Result]:
         """All or nothing: one transaction for the whole list (one delivery is a list of
@@ -50,7 +56,7 @@ class DeliveryHandler:
     def on_failure(self, delivery: RawDelivery, error: Exception, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None once the delivery is a dead letter."""
         transient = is_transient(error)
-        if transient and attempt < self.settings.max_retries:
+        if transient and attempt < self._attempts_allowed(error):
             delay = backoff_seconds(
                 attempt, base=self.settings.retry_base_seconds, cap=self.settings.retry_max_seconds
             )
@@ -61,6 +67,31 @@ class DeliveryHandler:
             return delay
         reason = "retries_exhausted" if transient else "internal_error"
         return self._dead_letter(delivery, reason, describe(error), attempt)
+
+    def _attempts_allowed(self, error: Exception) -> int:
+        """REFUND_SINK_MAX_RETRIES; one more when the last attempt lost the database (it may
+        have come back just after the failure, before this decision): the delivery is tried
+        once more with the database back before it is dead-lettered."""
+        return self.settings.max_retries + (1 if lost_the_database(error) else 0)
+
+    def held_for_database(self, delivery: RawDelivery, error: Exception) -> bool:
+        """True when the attempt failed because the database does not answer: such an
+        attempt does not count against the delivery's retries (an outage must not spend
+        them), and the delivery is tried again once the database is back."""
+        if not lost_the_database(error) or self._database_answers():
+            return False
+        metrics.HELD.inc()
+        event(log, "delivery held", logging.WARNING, delivery_id=delivery.delivery_id,
+              shop=delivery.shop, error=describe(error),
+              retry_in_s=self.settings.retry_max_seconds)
+        return True
+
+    def _database_answers(self) -> bool:
+        probed_at, answered = self._probed
+        if time.monotonic() - probed_at >= PROBE_MEMO_SECONDS:
+            answered = database_answers(self.settings)
+            self._probed = (time.monotonic(), answered)
+        return answered
 
     def on_worker_lost(self, delivery: RawDelivery, lost: int) -> float | None:
         """A poison message: its worker process died on each of its last `lost` starts."""

@@ -39,6 +39,13 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
 
 
+def lost_the_database(error: BaseException) -> bool:
+    """A transient failure of the database or its connection pool that is not a wait on a
+    lock (not Redis, nor a time limit): what an outage of the database looks like."""
+    return (isinstance(error, sqlalchemy.exc.SQLAlchemyError) and is_transient(error)
+            and not is_contention(error))
+
+
 def is_contention(error: BaseException) -> bool:
     return isinstance(error, sqlalchemy.exc.DBAPIError) and isinstance(error.orig,
                                                                       CONTENTION_ERRORS)

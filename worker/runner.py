@@ -58,8 +58,8 @@ def after_failure(error: Exception, size: int) -> AfterFailure:
     return AfterFailure.APPLY_EACH_ALONE
 
 
-# Publishes a retry: (message, delivery, countdown) -> None, raising when it cannot.
-PublishRetry = Callable[[TaskMessage, RawDelivery, float], None]
+# Publishes a retry: (message, delivery, countdown, retries) -> None, raising when it cannot.
+PublishRetry = Callable[[TaskMessage, RawDelivery, float, int], None]
 
 
 class Runner:
@@ -128,16 +128,24 @@ class Runner:
         return outcomes
 
     def _failed(self, message: TaskMessage, delivery: RawDelivery, error: Exception) -> str:
+        if self.handler.held_for_database(delivery, error):
+            return self._retry(message, delivery, self.settings.retry_max_seconds, counted=False)
         delay = self.handler.on_failure(delivery, error, attempt=message.retries + 1)
         return self._finish(message, delivery, delay)
 
     def _finish(self, message: TaskMessage, delivery: RawDelivery, delay: float | None) -> str:
-        """Dead-lettered (no delay), or published again to run after the delay; a retry that
-        cannot be published sends the message itself back to the queue."""
+        """Dead-lettered (no delay), or tried again after the delay."""
         if delay is None:
             return Outcome.DEAD_LETTERED.value
+        return self._retry(message, delivery, delay, counted=True)
+
+    def _retry(self, message: TaskMessage, delivery: RawDelivery, delay: float,
+               counted: bool) -> str:
+        """The message published again to run after the delay, its attempt counted or not; a
+        retry that cannot be published sends the message itself back to the queue."""
+        retries = message.retries + 1 if counted else message.retries
         try:
-            self.publish_retry(message, delivery, delay)
+            self.publish_retry(message, delivery, delay, retries)
         except Exception as error:
             log.error("delivery %s: cannot publish the retry (%s); returning it to the queue",
                       delivery.delivery_id, type(error).__name__)
@@ -147,12 +155,13 @@ class Runner:
 
 def retry_publisher(task: Any) -> PublishRetry:
     """A retry is the same message (same id, so the start counter and the ledger follow it)
-    with the attempt counted, published to run after the delay; the caller then acks the
+    with its count of failed attempts, published to run after the delay; the caller then acks the
     message it holds. Celery's `Task.retry` does the same, but answers a publish it cannot
     make by deleting the message."""
 
-    def publish(message: TaskMessage, delivery: RawDelivery, countdown: float) -> None:
+    def publish(message: TaskMessage, delivery: RawDelivery, countdown: float,
+                retries: int) -> None:
         task.apply_async(args=list(message.args), task_id=message.id, countdown=countdown,
-                         retry=False, retries=message.retries + 1, **display(delivery))
+                         retry=False, retries=retries, **display(delivery))
 
     return publish

@@ -232,6 +232,39 @@ def postgres_restart(context: Context, pipeline: Pipeline, load: Load) -> Plan:
     return plan
 
 
+# 3b. A long PostgreSQL outage ------------------------------------------------------------
+
+def postgres_outage(context: Context, pipeline: Pipeline, load: Load) -> Plan:
+    """Five minutes without the database under steady traffic: the workers stop fetching
+    (the breaker), attempts that fail meanwhile are held, not counted, and nothing may end
+    as a dead letter."""
+    rng = random.Random(context.seed + 7)
+    before, down_for, after = (context.seconds(10, 2), context.seconds(300, 20),
+                               context.seconds(20, 3))
+    rate = 10.0
+    deliveries = traffic.shuffled(
+        traffic.messages(int(rate * (before + down_for + after)), rng, "pgo"), rng)
+    plan = Plan(deliveries)
+    sender = _in_background(lambda: load.send(deliveries, rate=rate))
+    time.sleep(before)
+    context.postgres.stop("fast")
+    time.sleep(down_for)
+    context.postgres.start()
+    sender.join()
+    plan.notes.append(f"PostgreSQL stopped (pg_ctl -m fast) at {before:.0f}s for "
+                      f"{down_for:.0f}s under {rate:.0f} deliveries/s")
+
+    def seen() -> str:
+        paused = _log_lines(pipeline, "fetching paused")
+        resumed = _log_lines(pipeline, "fetching resumed")
+        held = _log_lines(pipeline, '"event": "delivery held"')
+        return (f"breaker: paused {paused}, resumed {resumed}; attempts held (not counted): "
+                f"{held}; answers: {dict(load.statuses())}")
+
+    plan.after = seen
+    return plan
+
+
 # 4. Duplicate storm -----------------------------------------------------------------------
 
 def duplicate_storm(context: Context, _pipeline: Pipeline, load: Load) -> Plan:
@@ -269,6 +302,7 @@ SCENARIOS: dict[str, Body] = {
     "kill-storm": kill_storm,
     "redis-outage": redis_outage,
     "postgres-restart": postgres_restart,
+    "postgres-outage": postgres_outage,
     "duplicate-storm": duplicate_storm,
     "out-of-order": out_of_order,
     "poison": poison,
