@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Celery
 
+from broker import redis_client
 from refunds.settings import Settings
 
 TASK_NAME = "refunds.apply_delivery"
@@ -17,10 +18,12 @@ RESTORE_INTERVAL = 5
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("refund_sink", broker=settings.redis_url, set_as_current=False)
+    app = Celery("refund_sink", broker=redis_client.broker_url(settings), set_as_current=False)
     app.conf.update(
-        # kombu's Redis transport, writing the ledger entry with each publish
-        broker_transport="broker.transport:Transport",
+        # kombu's Redis transport (or its Sentinel one), writing the ledger entry with each
+        # publish
+        broker_transport="broker.transport:SentinelTransport" if settings.redis_sentinel
+        else "broker.transport:Transport",
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
@@ -63,6 +66,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "socket_timeout": 10,
         "socket_keepalive": True,
         "health_check_interval": 10,
+        **redis_client.sentinel_options(settings.redis_sentinel),
     }
     if settings.redis_key_prefix:
         options["global_keyprefix"] = settings.redis_key_prefix

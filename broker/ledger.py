@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from broker import keys
+from broker.redis_client import redis_client
 from refunds.settings import Settings
 
 
@@ -29,9 +30,8 @@ class Ledger:
     def __init__(self, settings: Settings):
         # One retry, at once, covers a pooled connection that Redis closed on restart; more
         # would only delay the ingest's move to the spool while Redis is down.
-        self.client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2,
-                                           socket_timeout=5, retry=Retry(NoBackoff(), 1),
-                                           decode_responses=True)
+        self.client = redis_client(settings, timeout=5, retry=Retry(NoBackoff(), 1),
+                                   decode_responses=True)
         self.entries = keys.scoped(settings, keys.LEDGER)
         self.recorded_at = keys.scoped(settings, keys.RECORDED_AT)
         self.sweep_lock_name = keys.scoped(settings, keys.SWEEP_LOCK)

@@ -50,15 +50,10 @@ def _spool_state() -> dict[str, object]:
 
 
 def _broker_ok() -> bool:
-    client = redis.Redis.from_url(
-        services().settings.redis_url, socket_connect_timeout=1, socket_timeout=1
-    )
     try:
-        return bool(client.ping())
+        return bool(services().redis.ping())
     except redis.RedisError:
         return False
-    finally:
-        client.close()
 
 
 def _database_ok() -> bool:

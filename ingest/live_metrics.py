@@ -30,9 +30,7 @@ class LiveCollector(Collector):
         yield from self._dead_letters()
 
     def _queue(self) -> Iterator[Metric]:
-        settings = self.services.settings
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=1,
-                                      socket_connect_timeout=1)
+        settings, client = self.services.settings, self.services.redis
         up = GaugeMetricFamily("refund_sink_broker_up", "1 if Redis answered this scrape")
         ledger = self.services.ledger
         try:
@@ -43,8 +41,6 @@ class LiveCollector(Collector):
             up.add_metric([], 0)
             yield up
             return
-        finally:
-            client.close()
         up.add_metric([], 1)
         yield up
         depth_metric = GaugeMetricFamily("refund_sink_queue_depth", "Deliveries waiting")

@@ -1,16 +1,18 @@
-"""What the request handlers share: settings, the Celery client, database sessions, and the
-spool that takes deliveries while the broker is away."""
+"""What the request handlers share: settings, the Celery client, a Redis client for the
+probes, database sessions, and the spool that takes deliveries while the broker is away."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+import redis
 from celery import Celery
 from flask import current_app
 
 from broker.ledger import Ledger
 from broker.publish import publish
+from broker.redis_client import redis_client
 from ingest.spool import Drainer, Spool
 from refunds.db import SessionFactory, session_factory
 from refunds.delivery import RawDelivery
@@ -26,12 +28,14 @@ class Services:
     settings: Settings
     celery: Celery
     ledger: Ledger = field(init=False)
+    redis: redis.Redis = field(init=False)  # /readyz and /metrics: answers within a second
     spool: Spool = field(init=False)
     drainer: Drainer = field(init=False)
     broker_down_until: float = 0.0
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.settings)  # read by /metrics
+        self.redis = redis_client(self.settings, timeout=1, connect_timeout=1)
         self.spool = Spool(self.settings.spool_dir)
         self.drainer = Drainer(self.spool, self.publish)
         if self.spool.count():

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from refunds.redis_url import MalformedRedisUrl, SentinelUrl, check_url, sentinel_url
+
 DEFAULT_DATABASE_URL = "sqlite:///./refund-sink.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_SPOOL_DIR = "./.refund-sink/spool"
@@ -66,7 +68,24 @@ class Settings:
             batch_wait_ms=_int(env, "REFUND_SINK_BATCH_WAIT_MS", 50, minimum=1),
         )
         settings.check_timeouts()
+        settings.check_redis_url()
         return settings
+
+    @property
+    def redis_sentinel(self) -> SentinelUrl | None:
+        """The Sentinel group and master REDIS_URL names (`refunds.redis_url`), or None for a
+        plain Redis URL; ConfigError if it is malformed."""
+        try:
+            return sentinel_url(self.redis_url)
+        except MalformedRedisUrl as error:
+            raise ConfigError(str(error)) from None
+
+    def check_redis_url(self) -> None:
+        """A known scheme; a `sentinel://` URL in full."""
+        try:
+            check_url(self.redis_url)
+        except MalformedRedisUrl as error:
+            raise ConfigError(str(error)) from None
 
     def check_timeouts(self) -> None:
         """A message must finish (or be retried) before Redis hands it to another worker."""

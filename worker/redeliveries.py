@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import redis
 
 from broker import keys
+from broker.redis_client import redis_client
 from refunds.settings import Settings
 
 log = logging.getLogger("refund_sink.worker")
@@ -23,8 +24,7 @@ COUNTER_TTL_SECONDS = 7 * 24 * 3600
 
 class StartCounter:
     def __init__(self, settings: Settings):
-        self.client = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
-                                           socket_connect_timeout=2)
+        self.client = redis_client(settings, timeout=5)
         self.prefix = keys.scoped(settings, keys.STARTS)
 
     def start(self, message_id: str) -> int:
