@@ -12,12 +12,13 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import traffic
 from .load import Load
 from .measure import Result, evaluate, outcomes, truncate, wait_drained
+from .sentinel import SentinelRedis
 from .stack import (
     SECRET,
     Pipeline,
@@ -61,6 +62,13 @@ Body = Callable[[Context, Pipeline, Load], Plan]
 
 
 def run_scenario(context: Context, name: str, body: Body) -> Result:
+    if name in OWN_REDIS:  # a scenario on a Redis of its own, started and stopped with it
+        with OWN_REDIS[name](context.root / name) as own:
+            return _run_scenario(replace(context, redis=own), name, body)
+    return _run_scenario(context, name, body)
+
+
+def _run_scenario(context: Context, name: str, body: Body) -> Result:
     settings = scenario_settings(context.postgres.url, context.redis.url,
                                  context.root / "spool", context.run, name)
     truncate(settings)
@@ -298,6 +306,47 @@ def poison(context: Context, pipeline: Pipeline, load: Load) -> Plan:
     return Plan(deliveries, expected_dead={bad.delivery_id: "worker_lost"}, after=lost)
 
 
+# 7. Sentinel failover ---------------------------------------------------------------------
+
+def sentinel_failover(context: Context, pipeline: Pipeline, load: Load) -> Plan:
+    """Steady traffic through a Sentinel group (master, replica, one Sentinel, quorum 1): the
+    master is failed over, then failed back once the old one has rejoined as a replica."""
+    group = context.redis
+    assert isinstance(group, SentinelRedis)
+    rng = random.Random(context.seed + 8)
+    before, between, after = (context.seconds(10, 2), context.seconds(35, 25),
+                              context.seconds(25, 5))
+    rate = max(10.0, 50 * min(context.size, 1.0))
+    deliveries = traffic.shuffled(
+        traffic.messages(int(rate * (before + between + after)), rng, "sentinel"), rng)
+    plan = Plan(deliveries)
+    start = time.monotonic()
+    spooled: list[int] = []
+    watcher = _in_background(lambda: spooled.append(
+        _watch_spool(pipeline.url, seconds=before + between + after)))
+    sender = _in_background(lambda: load.send(deliveries, rate=rate))
+    time.sleep(before)
+    first = group.group.failover()
+    rejoined = group.group.wait_replicated(120)
+    time.sleep(max(0.0, start + before + between - time.monotonic()))
+    second = group.group.failover()
+    rejoined_again = group.group.wait_replicated(120)
+    sender.join()
+    watcher.join()
+    plan.notes.append(
+        f"SENTINEL FAILOVER at {before:.0f}s: {first}, the old master a replica again "
+        f"{rejoined:.0f}s later; failed back at {before + between:.0f}s: {second}, "
+        f"rejoined {rejoined_again:.0f}s later; /readyz spooled up to {max(spooled or [0])}; "
+        f"answers: {dict(load.statuses())}")
+    if set(load.statuses()) - {202}:
+        plan.failures.append(f"non-202 answers in the scenario: {dict(load.statuses())}")
+    return plan
+
+
+OWN_REDIS: dict[str, Callable[[Path], SentinelRedis]] = {
+    "sentinel-failover": SentinelRedis,
+}
+
 SCENARIOS: dict[str, Body] = {
     "kill-storm": kill_storm,
     "redis-outage": redis_outage,
@@ -306,4 +355,5 @@ SCENARIOS: dict[str, Body] = {
     "duplicate-storm": duplicate_storm,
     "out-of-order": out_of_order,
     "poison": poison,
+    "sentinel-failover": sentinel_failover,
 }
