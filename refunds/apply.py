@@ -15,20 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from refunds import dead_letters
+from refunds import claims, dead_letters
 from refunds.archive import archive
-from refunds.db import in_pairs, insert_ignore_many, table_of
+from refunds.claims import KnownClaim, Settled
+from refunds.db import in_pairs, insert_ignore_many
 from refunds.delivery import DeliveryKey, RawDelivery
-from refunds.models import DeliveryClaim, MessageRecord, Refund
+from refunds.models import MessageRecord, Refund
+from refunds.recording import Parsed, RefundKey, record_messages
 from refunds.state import IN_PROGRESS, fold
-from schemas import FINGERPRINT_VERSION, PayloadRejected, RefundMessage, parse_delivery
-
-RefundKey = tuple[str, str]  # (shop, refund id)
-ContentKey = tuple[str, str, str]  # (shop, refund id, fingerprint)
-CONFLICT = "delivery_conflict"
+from schemas import PayloadRejected, RefundMessage, parse_delivery
 
 
 class Outcome(enum.StrEnum):
@@ -46,29 +44,6 @@ class Result:
     refund_id: str | None = None
     reason: str | None = None  # the dead-letter reason
     stale: bool = False  # applied, but older than the refund's latest message
-
-
-@dataclass(frozen=True)
-class KnownClaim:
-    """A committed claim, as a later delivery under its key needs it."""
-
-    refund_id: str
-    body_sha256: str
-
-
-@dataclass(frozen=True)
-class Parsed:
-    index: int  # position in the list
-    delivery: RawDelivery
-    message: RefundMessage
-
-    @property
-    def refund_key(self) -> RefundKey:
-        return (self.message.shop, self.message.refund_id)
-
-    @property
-    def content_key(self) -> ContentKey:
-        return (*self.refund_key, self.message.fingerprint)
 
 
 def apply_deliveries(
@@ -105,23 +80,24 @@ def _runs_of_distinct_keys(deliveries: Sequence[RawDelivery]) -> list[Sequence[R
 def _apply_run(
     items: list[tuple[int, RawDelivery]], *, session: Session, naive_tz: str, now: datetime
 ) -> dict[int, Result]:
-    claims = _claims(session, [delivery.key for _, delivery in items])
+    known = claims.known(session, [delivery.key for _, delivery in items])
     results: dict[int, Result] = {}
     parsed: list[Parsed] = []
     for index, delivery in items:
-        if (claim := claims.get(delivery.key)) is not None:
+        if (claim := known.get(delivery.key)) is not None:
             results[index] = _claimed_before(delivery, claim, session=session)
             continue
         try:
             parsed.append(Parsed(index, delivery, parse(delivery, naive_tz=naive_tz)))
         except PayloadRejected as rejected:
-            results[index] = _dead_letter(delivery, rejected.reason, rejected.detail,
-                                          rejected.errors, session=session)
+            dead_letters.record(delivery, reason=rejected.reason, error=rejected.detail,
+                                errors=rejected.errors, session=session)
+            results[index] = Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
     results.update(_apply_messages(parsed, session=session, now=now))
     # A delivery that has had its effect closes its dead letter, if it has one.
-    had_effect = [delivery.key for index, delivery in items
-                  if results[index].outcome is not Outcome.DEAD_LETTERED]
-    dead_letters.resolve_all(had_effect, session=session, now=now)
+    dead_letters.resolve_all([delivery for index, delivery in items
+                              if results[index].outcome is not Outcome.DEAD_LETTERED],
+                             session=session, now=now)
     return results
 
 
@@ -137,22 +113,12 @@ def parse(delivery: RawDelivery, *, naive_tz: str) -> RefundMessage:
 
 
 def _claimed_before(delivery: RawDelivery, claim: KnownClaim, *, session: Session) -> Result:
-    """The same body again is a duplicate; another body is a conflict, kept as a dead letter
-    under a delivery id of its own."""
+    """The same body again is a duplicate; another body is a conflict, kept as a dead
+    letter."""
     if claim.body_sha256 == delivery.body_sha256:
         return Result(Outcome.DUPLICATE_DELIVERY, claim.refund_id)
-    error = (f"delivery id already applied with a body of sha256 {claim.body_sha256}; "
-             f"this body has sha256 {delivery.body_sha256}")
-    return _dead_letter(dead_letters.conflicting(delivery), CONFLICT, error, (),
-                        session=session)
-
-
-def _dead_letter(
-    delivery: RawDelivery, reason: str, error: str, errors: Sequence[dict[str, Any]], *,
-    session: Session,
-) -> Result:
-    dead_letters.record(delivery, reason=reason, error=error, errors=errors, session=session)
-    return Result(Outcome.DEAD_LETTERED, reason=reason)
+    dead_letters.record_conflict(delivery, claim.body_sha256, session=session)
+    return Result(Outcome.DEAD_LETTERED, reason=dead_letters.CONFLICT)
 
 
 def _apply_messages(parsed: list[Parsed], *, session: Session, now: datetime) -> dict[int, Result]:
@@ -161,57 +127,34 @@ def _apply_messages(parsed: list[Parsed], *, session: Session, now: datetime) ->
     if not parsed:
         return {}
     refunds = _locked_refunds(session, sorted({item.refund_key for item in parsed}))
-    won = _claim(session, parsed, now)
+    won = claims.claim(session, [(item.delivery, item.message.refund_id) for item in parsed],
+                       now)
     results: dict[int, Result] = {}
     lost = [item for item in parsed if item.delivery.key not in won]
-    if lost:  # another transaction claimed the key since `_claims` read it
-        claims = _claims(session, [item.delivery.key for item in lost])
+    if lost:  # another transaction claimed the key since `claims.known` read it
+        known = claims.known(session, [item.delivery.key for item in lost])
         for item in lost:
-            results[item.index] = _claimed_before(item.delivery, claims[item.delivery.key],
+            results[item.index] = _claimed_before(item.delivery, known[item.delivery.key],
                                                   session=session)
     claimed = [item for item in parsed if item.delivery.key in won]
-    recorded = _record_messages(session, claimed, now)
+    recorded = record_messages(session, claimed, now)
     latest = {key: refund.updated_at for key, refund in refunds.items()}
+    settled = []
     for item in claimed:
-        if item.index not in recorded.new:
-            results[item.index] = Result(Outcome.DUPLICATE_MESSAGE, item.message.refund_id)
+        outcome = Outcome.APPLIED if item.index in recorded.new else Outcome.DUPLICATE_MESSAGE
+        settled.append(Settled(item.delivery, outcome.value,
+                               recorded.message_ids[item.content_key]))
+        if outcome is Outcome.DUPLICATE_MESSAGE:
+            results[item.index] = Result(outcome, item.message.refund_id)
             continue
         before, occurred = latest[item.refund_key], item.message.occurred_at
-        results[item.index] = Result(Outcome.APPLIED, item.message.refund_id,
+        results[item.index] = Result(outcome, item.message.refund_id,
                                      stale=before is not None and occurred < before)
         latest[item.refund_key] = occurred if before is None else max(before, occurred)
-    _settle_claims(session, claimed, recorded)
+    claims.settle(session, settled)
     changed = sorted({item.refund_key for item in claimed if item.index in recorded.new})
     _refresh_all(session, {key: refunds[key] for key in changed}, now)
     return results
-
-
-def _claims(session: Session, keys: list[DeliveryKey]) -> dict[DeliveryKey, KnownClaim]:
-    if not keys:
-        return {}
-    query = select(DeliveryClaim.shop, DeliveryClaim.delivery_id, DeliveryClaim.refund_id,
-                   DeliveryClaim.body_sha256).where(
-        in_pairs(DeliveryClaim.shop, DeliveryClaim.delivery_id, keys))
-    return {(row.shop, row.delivery_id): KnownClaim(row.refund_id, row.body_sha256)
-            for row in session.execute(query)}
-
-
-def _claim(session: Session, parsed: list[Parsed], now: datetime) -> set[DeliveryKey]:
-    """Insert the claims, in key order (the order every transaction takes their locks); the
-    keys this transaction won. The outcome is settled once the messages are recorded."""
-    rows = [{
-        "shop": item.delivery.shop,
-        "delivery_id": item.delivery.delivery_id,
-        "body_sha256": item.delivery.body_sha256,
-        "topic": item.delivery.topic,
-        "refund_id": item.message.refund_id,
-        "outcome": Outcome.APPLIED.value,
-        "message_id": None,
-        "processed_at": now,
-    } for item in sorted(parsed, key=lambda item: item.delivery.key)]
-    inserted = insert_ignore_many(session, DeliveryClaim, rows, ["shop", "delivery_id"],
-                                  returning=("shop", "delivery_id"))
-    return {(row.shop, row.delivery_id) for row in inserted}
 
 
 def _locked_refunds(session: Session, keys: list[RefundKey]) -> dict[RefundKey, Refund]:
@@ -239,88 +182,6 @@ def placeholder_row(shop: str, refund_id: str) -> dict[str, Any]:
         "fund_changes": [],
         "events_applied": 0,
     }
-
-
-@dataclass(frozen=True)
-class Recorded:
-    new: dict[int, int]  # list position -> id of the message it recorded
-    message_ids: dict[ContentKey, int]  # every claimed content's message, new or not
-
-
-def _record_messages(session: Session, claimed: list[Parsed], now: datetime) -> Recorded:
-    """Record the first claimed message of each content not yet recorded. Under the refunds'
-    locks no other transaction records messages of these refunds meanwhile."""
-    if not claimed:
-        return Recorded({}, {})
-    query = select(MessageRecord.id, MessageRecord.shop, MessageRecord.refund_id,
-                   MessageRecord.fingerprint).where(
-        in_pairs(MessageRecord.shop, MessageRecord.refund_id,
-                 {item.refund_key for item in claimed}))
-    message_ids = {(row.shop, row.refund_id, row.fingerprint): row.id
-                   for row in session.execute(query)}
-    first_new: dict[ContentKey, Parsed] = {}
-    for item in claimed:
-        if item.content_key not in message_ids:
-            first_new.setdefault(item.content_key, item)
-    rows = [message_row(item.message, delivery_id=item.delivery.delivery_id, now=now)
-            for item in first_new.values()]
-    inserted = insert_ignore_many(session, MessageRecord, rows,
-                                  ["shop", "refund_id", "fingerprint"],
-                                  returning=("id", "shop", "refund_id", "fingerprint"))
-    new = {}
-    for row in inserted:
-        key = (row.shop, row.refund_id, row.fingerprint)
-        message_ids[key] = row.id
-        new[first_new[key].index] = row.id
-    return Recorded(new, message_ids)
-
-
-def message_row(message: RefundMessage, *, delivery_id: str, now: datetime) -> dict[str, Any]:
-    """The facts the fold needs as columns, and the whole normalized message for audit."""
-    line_items = message.line_items
-    return {
-        "shop": message.shop,
-        "refund_id": message.refund_id,
-        "fingerprint": message.fingerprint,
-        "fingerprint_version": FINGERPRINT_VERSION,
-        "delivery_id": delivery_id,
-        "kind": message.kind,
-        "occurred_at": message.occurred_at,
-        "created_at": message.created_at,
-        "price": message.price,
-        "order_id": message.order_id,
-        "currency": message.currency,
-        "customer_id": message.customer_id,
-        "note": message.note,
-        "line_items": None
-        if line_items is None
-        else [item.model_dump(mode="json") for item in line_items],
-        "message": message.model_dump(mode="json"),
-        "recorded_at": now,
-    }
-
-
-_CLAIMS = table_of(DeliveryClaim)
-_SETTLE = (
-    update(_CLAIMS)
-    .where(_CLAIMS.c.shop == bindparam("key_shop"),
-           _CLAIMS.c.delivery_id == bindparam("key_delivery_id"))
-    .values(outcome=bindparam("outcome"), message_id=bindparam("message_id"))
-)
-
-
-def _settle_claims(session: Session, claimed: list[Parsed], recorded: Recorded) -> None:
-    """Each won claim's outcome, and the message it recorded or duplicated: one statement."""
-    if not claimed:
-        return
-    rows = [{
-        "key_shop": item.delivery.shop,
-        "key_delivery_id": item.delivery.delivery_id,
-        "outcome": (Outcome.APPLIED if item.index in recorded.new
-                    else Outcome.DUPLICATE_MESSAGE).value,
-        "message_id": recorded.message_ids[item.content_key],
-    } for item in sorted(claimed, key=lambda item: item.delivery.key)]
-    session.connection().execute(_SETTLE, rows)
 
 
 def _refresh_all(session: Session, refunds: dict[RefundKey, Refund], now: datetime) -> None:

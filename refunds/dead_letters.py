@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
-from refunds.archive import archive
 from refunds.db import SessionFactory, in_pairs, insert_ignore
-from refunds.delivery import MAX_KEY_LENGTH, TRIGGERED_AT_HEADER, DeliveryKey, RawDelivery
+from refunds.delivery import MAX_KEY_LENGTH, TRIGGERED_AT_HEADER, RawDelivery
 from refunds.logs import event
 from refunds.models import DeadLetter, DeliveryClaim
 
@@ -24,6 +23,7 @@ DEAD = "dead"
 REQUEUED = "requeued"
 RESOLVED = "resolved"
 STATES = (DEAD, REQUEUED, RESOLVED)
+CONFLICT = "delivery_conflict"
 REASONS = (
     "invalid_json",
     "invalid_payload",
@@ -32,7 +32,7 @@ REASONS = (
     "retries_exhausted",
     "worker_lost",
     "internal_error",
-    "delivery_conflict",
+    CONFLICT,
 )
 
 
@@ -45,17 +45,50 @@ def record(
     attempts: int = 1,
     session: Session,
 ) -> None:
-    """A repeated failure of the same delivery updates its row instead of adding one; a
-    delivery whose effect another copy already recorded is resolved at once. The delivery
-    is archived with it. Runs in the caller's transaction, never commits."""
+    """One row per (shop, delivery id) and body: a repeated failure of the same delivery
+    updates its row instead of adding one. A delivery whose key already had its effect with
+    another body is recorded as that conflict (`record_conflict`); the failure of another body
+    under a key that already has a dead letter gets a row of its own (`conflicting`). A
+    delivery whose effect another copy recorded is resolved at once. Runs in the caller's
+    transaction, never commits."""
+    claim = session.get(DeliveryClaim, delivery.key)
+    if claim is not None and claim.body_sha256 != delivery.body_sha256:
+        record_conflict(delivery, claim.body_sha256, session=session)
+        return
+    kept = session.scalar(select(DeadLetter.body_sha256).where(
+        DeadLetter.shop == delivery.shop, DeadLetter.delivery_id == delivery.delivery_id))
+    if kept is not None and kept != delivery.body_sha256:
+        delivery = conflicting(delivery)
+    _upsert(delivery, reason=reason, error=error, errors=errors, attempts=attempts,
+            session=session)
+    if claim is not None:
+        resolve_all([delivery], session=session, now=datetime.now(UTC))
+
+
+def record_conflict(delivery: RawDelivery, applied_sha256: str, *, session: Session) -> None:
+    """A body other than the one its (shop, delivery id) was applied with: not applied, not
+    dropped. A dead letter `delivery_conflict` naming both bodies' digests, under a delivery id
+    of its own (`conflicting`), so a requeue applies it as a delivery of its own."""
+    own = conflicting(delivery)
+    error = (f"delivery id already applied with a body of sha256 {applied_sha256}; "
+             f"this body has sha256 {delivery.body_sha256}")
+    _upsert(own, reason=CONFLICT, error=error, errors=(), attempts=1, session=session)
+    if session.get(DeliveryClaim, own.key) is not None:  # requeued before, and applied
+        resolve_all([own], session=session, now=datetime.now(UTC))
+
+
+def _upsert(
+    delivery: RawDelivery, *, reason: str, error: str, errors: Sequence[dict[str, Any]],
+    attempts: int, session: Session,
+) -> None:
     now = datetime.now(UTC)
-    archive([delivery], session=session, now=now)
     failure = {"reason": reason, "error": error, "errors": list(errors), "state": DEAD}
     new_row = {
         **failure,
         "delivery_id": delivery.delivery_id,
         "topic": delivery.topic,
         "shop": delivery.shop,
+        "body_sha256": delivery.body_sha256,
         "attempts": attempts,
         "headers": dict(delivery.headers),
         "body": delivery.body,
@@ -71,24 +104,28 @@ def record(
             .values(**failure, attempts=DeadLetter.attempts + attempts, last_failed_at=now,
                     resolved_at=None)
         )
-    if session.get(DeliveryClaim, delivery.key) is not None:
-        resolve_all([delivery.key], session=session, now=now)
 
 
 def conflicting(delivery: RawDelivery) -> RawDelivery:
-    """A delivery whose (shop, delivery id) already had its effect with another body, under a
-    delivery id of its own (the original id and the new body's digest): its dead letter is
-    kept apart from the original's, and a requeue applies it as a delivery of its own."""
+    """The delivery under a delivery id of its own: the original id and the body's digest.
+    Its dead letter is kept apart from the original's, and a requeue applies it as a
+    delivery of its own."""
     suffix = f"~{delivery.body_sha256[:16]}"
     return dataclasses.replace(
         delivery, delivery_id=delivery.delivery_id[: MAX_KEY_LENGTH - len(suffix)] + suffix)
 
 
-def resolve_all(keys: Collection[DeliveryKey], *, session: Session, now: datetime) -> None:
-    if keys:
+def resolve_all(deliveries: Collection[RawDelivery], *, session: Session, now: datetime) -> None:
+    """Close the dead letters of these deliveries (same shop, delivery id and body): each has
+    had its effect. A letter of another body under the same key stays open."""
+    if deliveries:
+        keys = {delivery.key for delivery in deliveries}
+        bodies = [(*delivery.key, delivery.body_sha256) for delivery in deliveries]
         session.execute(
             update(DeadLetter)
             .where(in_pairs(DeadLetter.shop, DeadLetter.delivery_id, keys),
+                   tuple_(DeadLetter.shop, DeadLetter.delivery_id,
+                          DeadLetter.body_sha256).in_(bodies),
                    DeadLetter.state != RESOLVED)
             .values(state=RESOLVED, resolved_at=now)
         )
@@ -97,15 +134,23 @@ def resolve_all(keys: Collection[DeliveryKey], *, session: Session, now: datetim
 def find(
     *,
     session: Session,
+    shop: str | None = None,
     reason: str | None = None,
     state: str | None = None,
-    limit: int = 1000,
+    after_id: int | None = None,
+    limit: int | None = 1000,
 ) -> Sequence[DeadLetter]:
+    """Dead letters in id order, filtered; those after `after_id` when given (keyset paging);
+    at most `limit` (None: all)."""
     query = select(DeadLetter).order_by(DeadLetter.id).limit(limit)
+    if shop is not None:
+        query = query.where(DeadLetter.shop == shop)
     if reason:
         query = query.where(DeadLetter.reason == reason)
     if state:
         query = query.where(DeadLetter.state == state)
+    if after_id is not None:
+        query = query.where(DeadLetter.id > after_id)
     return session.scalars(query).all()
 
 
@@ -137,7 +182,8 @@ def requeue(
             _set_state(sessions, letter_id, DEAD)
             result.failed.append(letter_id)
             event(log, "dead letter requeue failed", logging.ERROR, dead_letter_id=letter_id,
-                  delivery_id=delivery.delivery_id, error=type(error).__name__)
+                  delivery_id=delivery.delivery_id, shop=delivery.shop,
+                  error=type(error).__name__)
         else:
             result.requeued.append(letter_id)
             event(log, "dead letter requeued", dead_letter_id=letter_id,

@@ -132,6 +132,9 @@ class RawDeliveryRecord(Base):
 
 
 class DeadLetter(Base):
+    """A delivery that could not be applied, kept with its body until a requeue resolves it:
+    one row per (shop, delivery id)."""
+
     __tablename__ = "dead_letters"
     __table_args__ = (
         Index("ix_dead_letters_reason_state", "reason", "state"),
@@ -141,6 +144,7 @@ class DeadLetter(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     shop: Mapped[str] = mapped_column(String(255))
     delivery_id: Mapped[str] = mapped_column(String(255))
+    body_sha256: Mapped[str] = mapped_column(String(64))  # of the body kept here
     topic: Mapped[str | None] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(String(32))
     error: Mapped[str] = mapped_column(Text)

@@ -12,9 +12,9 @@ from datetime import datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from refunds import dead_letters
 from refunds.db import in_pairs
-from refunds.dead_letters import DEAD
-from refunds.delivery import DeliveryKey
+from refunds.delivery import RawDelivery
 from refunds.models import DeadLetter, DeliveryClaim, Refund
 
 MAX_PAGE = 500
@@ -83,27 +83,37 @@ def refunds_page(
 
 
 def settled_copies(
-    copies: Mapping[str, tuple[DeliveryKey, datetime]], *, session: Session
+    copies: Mapping[str, tuple[RawDelivery, datetime]], *, session: Session
 ) -> set[str]:
-    """Of these published copies (by message id: the delivery's (shop, delivery id) and when
-    the copy was published), those whose fate is committed: the delivery is claimed (applied,
-    a duplicate of a recorded message, or the first body of a conflict), or dead-lettered
-    since that copy was published. An older dead letter does not settle a later copy: that
-    copy could still apply."""
-    keys = {key for key, _ in copies.values()}
-    if not keys:
+    """Of these published copies (by message id: the delivery and when the copy was
+    published), those whose fate is committed: the delivery is claimed with this body
+    (applied, or a duplicate of a recorded message), or this body was dead-lettered (as a
+    conflict too) since that copy was published. An older dead letter does not settle a later
+    copy, nor a claim of another body under the key: that copy could still apply, or still
+    become a conflict."""
+    if not copies:
         return set()
-    claimed = {(row.shop, row.delivery_id) for row in session.execute(
-        select(DeliveryClaim.shop, DeliveryClaim.delivery_id).where(
+    keys = {delivery.key for delivery, _ in copies.values()}
+    letter_keys = keys | {dead_letters.conflicting(delivery).key
+                          for delivery, _ in copies.values()}
+    claimed = {tuple(row) for row in session.execute(
+        select(DeliveryClaim.shop, DeliveryClaim.delivery_id, DeliveryClaim.body_sha256).where(
             in_pairs(DeliveryClaim.shop, DeliveryClaim.delivery_id, keys)))}
     letters = session.execute(
-        select(DeadLetter.shop, DeadLetter.delivery_id, DeadLetter.last_failed_at).where(
-            in_pairs(DeadLetter.shop, DeadLetter.delivery_id, keys), DeadLetter.state == DEAD))
-    dead = {(row.shop, row.delivery_id): row.last_failed_at for row in letters}
+        select(DeadLetter.shop, DeadLetter.delivery_id, DeadLetter.body_sha256,
+               DeadLetter.last_failed_at).where(
+            in_pairs(DeadLetter.shop, DeadLetter.delivery_id, letter_keys),
+            DeadLetter.state == dead_letters.DEAD))
+    dead = {(row.shop, row.delivery_id, row.body_sha256): row.last_failed_at for row in letters}
 
-    def settled(key: DeliveryKey, published_at: datetime) -> bool:
-        failed_at = dead.get(key)
-        return key in claimed or (failed_at is not None and failed_at >= published_at)
+    def settled(delivery: RawDelivery, published_at: datetime) -> bool:
+        if (*delivery.key, delivery.body_sha256) in claimed:
+            return True
+        for key in (delivery.key, dead_letters.conflicting(delivery).key):
+            failed_at = dead.get((*key, delivery.body_sha256))
+            if failed_at is not None and failed_at >= published_at:
+                return True
+        return False
 
     return {message_id for message_id, copy in copies.items() if settled(*copy)}
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy.exc
 
 from refunds import dead_letters, metrics
-from refunds.apply import CONFLICT, Outcome, Result, apply_deliveries
+from refunds.apply import Outcome, Result, apply_deliveries
 from refunds.archive import archive
 from refunds.db import database_answers, session_factory
 from refunds.delivery import RawDelivery
@@ -48,7 +48,8 @@ class DeliveryHandler:
     def _report(self, delivery: RawDelivery, result: Result, seconds: float,
                 batch: int | None = None) -> None:
         metrics.record(result, seconds)
-        name = "delivery conflict" if result.reason == CONFLICT else _EVENTS[result.outcome]
+        conflict = result.reason == dead_letters.CONFLICT
+        name = "delivery conflict" if conflict else _EVENTS[result.outcome]
         event(log, name, delivery_id=delivery.delivery_id,
               shop=delivery.shop, refund_id=result.refund_id, reason=result.reason,
               stale=result.stale or None, duration_ms=round(seconds * 1000, 2), batch=batch)
@@ -110,7 +111,7 @@ class DeliveryHandler:
                                     session=session)
         except Exception as store_error:
             event(log, "dead letter not stored", logging.ERROR, delivery_id=delivery.delivery_id,
-                  error=describe(store_error))
+                  shop=delivery.shop, error=describe(store_error))
             return self.settings.retry_max_seconds
         metrics.DEAD_LETTERED.labels(reason).inc()
         event(log, "delivery dead-lettered", logging.ERROR, delivery_id=delivery.delivery_id,

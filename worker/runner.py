@@ -147,8 +147,8 @@ class Runner:
         try:
             self.publish_retry(message, delivery, delay, retries)
         except Exception as error:
-            log.error("delivery %s: cannot publish the retry (%s); returning it to the queue",
-                      delivery.delivery_id, type(error).__name__)
+            event(log, "retry not published", logging.ERROR, delivery_id=delivery.delivery_id,
+                  shop=delivery.shop, error=type(error).__name__, then="back to the queue")
             return REQUEUE
         return RETRY
 

@@ -116,7 +116,7 @@ class Sweeper:
         missing = self._decoded({i: e for i, e in entries.items() if i not in in_flight})
         with session_factory(self.settings)() as session:
             settled = settled_copies(
-                {i: (entry.delivery.key, entry.published_at)
+                {i: (entry.delivery, entry.published_at)
                  for i, entry in missing.items()}, session=session)
         self.ledger.settle(settled)
         lost = {i: entry for i, entry in missing.items() if i not in settled}

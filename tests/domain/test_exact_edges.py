@@ -5,13 +5,15 @@ delivery id is a conflict, kept; every accepted delivery is archived)."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+import logging
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from deliveries import apply, delivery, view
 from payloads import camel_event, spec_sequence, to_body
 from sqlalchemy import func, select
 
-from refunds import dead_letters
+from refunds import dead_letters, metrics, queries
 from refunds.apply import Outcome
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
@@ -105,12 +107,12 @@ def test_finding_3_changed_body_under_a_known_delivery_id_is_a_conflict_kept(
     assert view(settings, "7001")["status"] == "in_progress"
     with session_factory(settings)() as session:
         [letter] = session.scalars(select(DeadLetter)).all()
-        archived = set(session.scalars(select(RawDeliveryRecord.body_sha256)))
+        archived = sorted(session.scalars(select(RawDeliveryRecord.body_sha256)))
     assert (letter.reason, letter.state, letter.body) == ("delivery_conflict", "dead",
                                                           changed.body)
     assert first.body_sha256 in letter.error and changed.body_sha256 in letter.error
     assert letter.delivery_id.startswith("wh-7~")
-    assert archived == {first.body_sha256, changed.body_sha256}
+    assert archived == sorted([first.body_sha256, changed.body_sha256])  # each body once
     # and the same conflict again updates that dead letter instead of adding one
     assert apply(settings, changed) is Outcome.DEAD_LETTERED
     assert count(settings, DeadLetter) == 1
@@ -119,20 +121,73 @@ def test_finding_3_changed_body_under_a_known_delivery_id_is_a_conflict_kept(
 def test_finding_3_requeued_conflict_applies_as_a_delivery_of_its_own(settings: Settings) -> None:
     apply(settings, delivery(camel_event(status="in_progress", price="25.00"), delivery_id="d"))
     apply(settings, delivery(camel_event(status="refunded", price="24.00"), delivery_id="d"))
-    sent: list[RawDelivery] = []
     factory = session_factory(settings)
-    # when the conflict is requeued twice (the publish applies it at once)
+    with factory() as session:
+        [letter_id] = session.scalars(select(DeadLetter.id)).all()
+    # when the conflict is requeued twice before either requeue is applied
+    sent: list[RawDelivery] = []
     for _ in range(2):
-        dead_letters.requeue(factory, lambda raw: (sent.append(raw), apply(settings, raw)),
-                             ids=[1] if sent else (), reason="delivery_conflict")
+        dead_letters.requeue(factory, sent.append, ids=[letter_id])
+    for raw in sent:
+        apply(settings, raw)
     # then it was applied once, under its own delivery id, and its letter is resolved
     state = view(settings, "7001")
     assert (state["status"], state["refund_price"], state["events_applied"]) == (
         "refunded", "24.00", 2)
+    assert len(sent) == 2 and {raw.delivery_id for raw in sent} == {sent[0].delivery_id}
     assert sent[0].delivery_id != "d"
     with session_factory(settings)() as session:
         [letter] = session.scalars(select(DeadLetter)).all()
     assert letter.state == "resolved"
+
+
+def test_a_conflict_is_counted_and_logged(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = DeliveryHandler(settings)
+    handler.handle([delivery(camel_event(price="1.00"), delivery_id="c")])
+    before = metrics.DEAD_LETTERED.labels("delivery_conflict")._value.get()
+    with caplog.at_level(logging.INFO, logger="refund_sink.worker"):
+        [result] = handler.handle([delivery(camel_event(price="2.00"), delivery_id="c")])
+    assert result.reason == "delivery_conflict"
+    assert metrics.DEAD_LETTERED.labels("delivery_conflict")._value.get() == before + 1
+    assert [r.getMessage().split(" delivery_id")[0] for r in caplog.records] == [
+        "delivery conflict"]
+
+
+def test_a_failed_body_stays_dead_when_another_body_under_its_id_applies(
+    settings: Settings,
+) -> None:
+    # given body 1 under a delivery id dead-lettered after its retries
+    handler = DeliveryHandler(settings)
+    first = delivery(camel_event(refund_id="31", price="1.00"), delivery_id="k")
+    handler.on_worker_lost(first, lost=3)
+    # when body 2 under the same delivery id applies
+    assert apply(settings, delivery(camel_event(refund_id="32"), delivery_id="k")) is (
+        Outcome.APPLIED)
+    # then body 1's letter stays open to requeue (its refund does not exist yet), and a later
+    # failure of body 1 is a conflict, kept apart
+    handler.on_worker_lost(first, lost=3)
+    with session_factory(settings)() as session:
+        letters = {(letter.delivery_id, letter.reason, letter.state)
+                   for letter in session.scalars(select(DeadLetter))}
+    conflict_id = dead_letters.conflicting(first).delivery_id
+    assert letters == {("k", "worker_lost", "dead"),
+                       (conflict_id, "delivery_conflict", "dead")}
+
+
+def test_the_sweeper_does_not_count_a_conflicting_copy_as_settled(settings: Settings) -> None:
+    applied = delivery(camel_event(price="1.00"), delivery_id="s")
+    other = delivery(camel_event(price="2.00"), delivery_id="s")
+    apply(settings, applied)
+    published = datetime.now(UTC) - timedelta(seconds=1)
+    with session_factory(settings)() as session:
+        settled = queries.settled_copies({"m1": (applied, published), "m2": (other, published)},
+                                         session=session)
+    assert settled == {"m1"}  # m2 may still become its conflict: it is not dropped
+    apply(settings, other)
+    with session_factory(settings)() as session:
+        assert queries.settled_copies({"m2": (other, published)}, session=session) == {"m2"}
 
 
 def test_every_accepted_delivery_is_archived_whatever_its_fate(settings: Settings) -> None:

@@ -18,6 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from backing_services import scratch_database
 from deliveries import view
+from payloads import camel_event, to_body
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -43,8 +44,10 @@ from schemas import PayloadRejected, parse_delivery
 FIXTURE = json.loads((Path(__file__).parent.parent / "fixtures" / "schema_0001.json")
                      .read_text(encoding="utf-8"))
 TABLES = ("refund_messages", "refunds", "deliveries", "raw_deliveries", "dead_letters")
+TIED = ("shop-a.example", "7004")  # two fund changes at the same time
+V2_TWINS = ("shop-b.example", "8005")  # two messages differing only in contact details
 REFUNDS = [("shop-a.example", "7001"), ("shop-a.example", "7002"), ("shop-a.example", "7003"),
-           ("shop-b.example", "10220473645"), ("shop-b.example", "8001")]
+           TIED, ("shop-b.example", "10220473645"), ("shop-b.example", "8001"), V2_TWINS]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,26 +68,38 @@ def test_models_and_migrations_agree(empty_url: str) -> None:
         assert compare_metadata(context, Base.metadata) == []
 
 
-def test_upgrade_from_0001_keeps_every_refund_and_resends_are_duplicates(empty_url: str) -> None:
+def test_upgrade_from_0001_keeps_every_refund_and_resends_are_duplicates(
+    empty_url: str, tmp_path: Path
+) -> None:
     # given a database at 0001 holding what the previous code wrote
     settings = Settings(database_url=empty_url)
     upgrade_database(settings, "0001")
     _load_0001_rows(settings)
     # when it is upgraded
     upgrade_database(settings)
-    before = {key: view(settings, key[1], shop=key[0]) for key in REFUNDS}
-    # then every stored message carries the fingerprint the new code gives it
+    upgraded = _views(settings)
+    # then every stored message carries the fingerprint the new code gives it, but for the
+    # one whose new fingerprint matched an earlier message's: it stays distinct, as recorded
     with session_factory(settings)() as session:
         stored = {(m.shop, m.refund_id, m.fingerprint, m.fingerprint_version)
                   for m in session.scalars(select(MessageRecord))}
-    assert stored == {(m.shop, m.refund_id, m.fingerprint, 2) for m in _parsed_fixture()}
+    new = {(m.shop, m.refund_id, m.fingerprint, 2) for m in _parsed_fixture()}
+    assert stored - new == {(*V2_TWINS, _v1_fingerprint_of_the_later_twin(), 1)}
+    assert upgraded[V2_TWINS]["events_applied"] == 2
+    # and every other refund is what the new code makes of the same deliveries (the tied
+    # fund changes of 7004 recomputed in the order the code now uses)
+    fresh = Settings(database_url=f"sqlite:///{tmp_path / 'fresh.db'}")
+    upgrade_database(fresh)
+    _apply(fresh, _fixture_deliveries())
+    expected = _views(fresh)
+    del upgraded[V2_TWINS], expected[V2_TWINS]
+    assert upgraded == expected
     # and every delivery resent, under its old identity and under a new delivery id, is a
     # duplicate that changes no refund
-    resent = [*_fixture_deliveries(), *_fixture_deliveries(new_ids=True)]
-    with session_factory(settings).begin() as session:
-        results = apply_deliveries(resent, session=session, naive_tz="UTC")
+    before = _views(settings)
+    results = _apply(settings, [*_fixture_deliveries(), *_fixture_deliveries(new_ids=True)])
     assert Outcome.APPLIED not in {result.outcome for result in results}
-    assert {key: view(settings, key[1], shop=key[0]) for key in REFUNDS} == before
+    assert _views(settings) == before
     with session_factory(settings)() as session:
         assert session.scalar(select(func.count()).select_from(MessageRecord)) == len(stored)
         archived = session.scalar(select(func.count()).select_from(RawDeliveryRecord))
@@ -92,6 +107,29 @@ def test_upgrade_from_0001_keeps_every_refund_and_resends_are_duplicates(empty_u
                      for sent in FIXTURE["deliveries"])
     # each resend archived once, those without a webhook id under their new digest id
     assert archived == len(FIXTURE["deliveries"]) * 2 + digest_ids
+    # and a later message of the tied refund gives what the new code gives
+    later = RawDelivery.from_request(to_body(camel_event(
+        refund_id="7004", status="refunded", price="19.00", update_time="2025-03-05T10:00:00Z")),
+        {"x-genstore-topic": "refunds/create", "x-genstore-shop-domain": "shop-a.example"},
+        datetime(2026, 11, 21, tzinfo=UTC))
+    _apply(settings, [later])
+    _apply(fresh, [later])
+    assert _views(settings)[TIED] == _views(fresh)[TIED]
+
+
+def _apply(settings: Settings, deliveries: list[RawDelivery]) -> list[Any]:
+    with session_factory(settings).begin() as session:
+        return apply_deliveries(deliveries, session=session, naive_tz="UTC")
+
+
+def _views(settings: Settings) -> dict[tuple[str, str], dict[str, object]]:
+    return {key: view(settings, key[1], shop=key[0]) for key in REFUNDS}
+
+
+def _v1_fingerprint_of_the_later_twin() -> str:
+    [row] = [row for row in FIXTURE["tables"]["refund_messages"]
+             if (row["shop"], row["refund_id"]) == V2_TWINS and row["delivery_id"] == "wh-13"]
+    return str(row["fingerprint"])
 
 
 def _load_0001_rows(settings: Settings) -> None:
