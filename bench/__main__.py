@@ -26,8 +26,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", type=float, default=1.0, help="shrink every size")
     parser.add_argument("--only", default=",".join(ALL), help="e.g. S1,S3")
     parser.add_argument("--ingest-workers", type=int, default=2)
-    parser.add_argument("--ingest-class", default="sync", help="gunicorn worker class")
-    parser.add_argument("--ingest-threads", type=int, default=1)
+    parser.add_argument("--ingest-class", default=Config.ingest_class,
+                        help="gunicorn worker class (default: the shipped one)")
+    parser.add_argument("--ingest-threads", type=int, default=Config.ingest_threads,
+                        help="threads per gunicorn worker (default: the shipped number)")
+    parser.add_argument("--ingest-keepalive", type=int, default=Config.ingest_keepalive,
+                        help="gunicorn --keep-alive seconds, 0 closes every connection")
     parser.add_argument("--concurrency", type=int, default=2, help="celery processes")
     parser.add_argument("--pool", default="prefork", help="celery pool")
     parser.add_argument("--prefetch", type=int,
@@ -43,7 +47,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     config = Config(ingest_workers=args.ingest_workers, ingest_class=args.ingest_class,
-                    ingest_threads=args.ingest_threads, worker_concurrency=args.concurrency,
+                    ingest_threads=args.ingest_threads,
+                    ingest_keepalive=args.ingest_keepalive, worker_concurrency=args.concurrency,
                     worker_pool=args.pool, prefetch=args.prefetch or args.batch_size,
                     batch_size=args.batch_size)
     sizes = scenarios.Sizes(args.scale)
@@ -90,9 +95,9 @@ def render(results: dict[str, Any]) -> str:
         f"machine: {m['nproc']} cores, {m['cpu']}, {m['ram']} RAM, Linux {m['kernel']}",
         "versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"config: gunicorn {c['ingest_workers']} x {c['ingest_class']}"
-        f" (threads {c['ingest_threads']}); celery {c['worker_pool']} x"
-        f" {c['worker_concurrency']}, prefetch {c['prefetch']}, batch size"
-        f" {c['batch_size']}; log level WARNING;"
+        f" (threads {c['ingest_threads']}, keep-alive {c['ingest_keepalive']} s);"
+        f" celery {c['worker_pool']} x {c['worker_concurrency']}, prefetch {c['prefetch']},"
+        f" batch size {c['batch_size']}; log level WARNING;"
         f" scale {c['scale']}, {c['runs']} runs (median)",
         "load: " + ("wrk (C, 1 thread, 32 connections, cycling 2000 pre-signed requests)"
                     if load.have_wrk() else "python generator") +

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import redis
 
+from ingest import gunicorn_config
 from refund_sink.servers import free_port, start_redis
 from refunds.settings import Settings
 
@@ -29,11 +30,13 @@ TABLES = ("dead_letters", "deliveries", "refund_messages", "refunds", "raw_deliv
 
 @dataclass
 class Config:
-    """Configuration-only knobs the benchmark passes on the command line."""
+    """Configuration-only knobs the benchmark passes on the command line. The gunicorn worker
+    class, threads and keep-alive default to the shipped ones (`ingest/gunicorn_config.py`)."""
 
     ingest_workers: int = 2
-    ingest_class: str = "sync"
-    ingest_threads: int = 1
+    ingest_class: str = gunicorn_config.worker_class
+    ingest_threads: int = gunicorn_config.threads
+    ingest_keepalive: int = gunicorn_config.keepalive
     worker_concurrency: int = 2
     worker_pool: str = "prefork"
     prefetch: int = Settings.batch_size
@@ -108,6 +111,7 @@ class Stack:
         command = [sys.executable, "-m", "gunicorn", "--config", "python:ingest.gunicorn_config",
                    "--bind", f"127.0.0.1:{port}", "--workers", str(cfg.ingest_workers),
                    "--worker-class", cfg.ingest_class, "--threads", str(cfg.ingest_threads),
+                   "--keep-alive", str(cfg.ingest_keepalive),
                    "--backlog", "2048", "--log-level", "warning", app]
         log = open(self.tmp / f"gunicorn-{port}.log", "wb")  # noqa: SIM115 - closed by the OS
         proc = subprocess.Popen(command, env=self.env(), cwd=ROOT, stdout=log, stderr=log)

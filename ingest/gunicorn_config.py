@@ -1,5 +1,13 @@
-"""gunicorn settings for the ingest (`refund-sink ingest` uses them):
-`gunicorn -c python:ingest.gunicorn_config "ingest:create_app()"`."""
+"""gunicorn settings for the ingest (`refund-sink ingest` and `refund-sink run` use them):
+`gunicorn -c python:ingest.gunicorn_config "ingest:create_app()"`.
+
+Threads, not sync workers. A sync worker belongs to one connection until its request is in:
+two clients that sent their headers and then stalled froze the webhook until `timeout` killed
+both workers (issue 11). A gthread worker's main thread only accepts and hands each connection
+to a thread, so a stalled client holds one thread of `threads` and the others serve on. The
+deploys also put a buffering proxy in front (nginx in compose, ingress-nginx on Kubernetes),
+which keeps slow clients off the ingest altogether. Measured: docs/performance.md.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,15 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
+worker_class = "gthread"
+# Per worker process: how many clients stalled mid-request one worker survives (with room for
+# the deliveries meanwhile). Threads start on demand, so idle capacity costs nothing.
+threads = 64
+# Close each connection after its response, as the sync workers did. An idle kept-alive
+# connection would be a slot held open for nothing (a delivery is one request), and a proxy
+# that reuses upstream connections longer than gunicorn keeps them (ingress-nginx: 60 s) would
+# race gunicorn's close and answer a POST with 502.
+keepalive = 0
 graceful_timeout = 20
 
 
