@@ -1,7 +1,8 @@
 """The deploy files, checked without a container engine or a cluster: compose against the
 Compose specification, Kubernetes manifests against Kubernetes' schemas (and KEDA's
-ScaledObject against a vendored subset of its CRD), the Dockerfile by hadolint, and every
-name, command and setting they use against the code and the README."""
+ScaledObject against a vendored subset of its CRD), the proxy's nginx.conf by `nginx -t`, the
+Dockerfile by hadolint, and every name, command and setting they use against the code and the
+README."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ import yaml
 from kubernetes_validate.utils import latest_version
 
 from refund_sink.cli import build_parser
+from refunds.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
+NGINX_CONF = DEPLOY / "nginx.conf"
 KEDA_SCHEMA = K8S / "schemas" / "scaledobject-keda-v1alpha1.json"
 KUBERNETES_VERSIONS = ("1.30.0", latest_version())
 SECRET = "refund-sink"
@@ -213,7 +216,7 @@ def test_the_kustomization_includes_every_manifest_and_renders_them() -> None:
     kinds = sorted(doc["kind"] for doc in rendered)
     assert kinds == sorted([
         "ConfigMap", "Service", "Service", "StatefulSet", "HorizontalPodAutoscaler",
-        "PodDisruptionBudget", "Deployment", "Deployment", "ScaledObject", "Job"])
+        "PodDisruptionBudget", "Ingress", "Deployment", "Deployment", "ScaledObject", "Job"])
     namespace = kustomization()["namespace"]
     assert all(doc["metadata"]["namespace"] == namespace for doc in rendered)
     assert f"-n {namespace}" in readme_section("Deploy")
@@ -288,6 +291,106 @@ def test_flower_is_internal_and_authenticated() -> None:
     (container,) = workload("refund-sink-flower")["spec"]["template"]["spec"]["containers"]
     (auth,) = [e for e in container["env"] if e["name"] == "FLOWER_BASIC_AUTH"]
     assert auth["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": "FLOWER_BASIC_AUTH"}
+
+
+# --- the buffering proxy ---------------------------------------------------------------------
+
+def nginx_directives(text: str) -> dict[str, list[str]]:
+    """Every simple directive of an nginx configuration, by name (all its values)."""
+    found: dict[str, list[str]] = {}
+    for name, value in re.findall(r"^\s*([a-z_]+)\s+([^;{]*?)\s*;", text, re.M):
+        found.setdefault(name, []).append(value)
+    return found
+
+
+def nginx_size(value: str) -> int:
+    units = {"k": 1024, "m": 1024 * 1024, "g": 1024 ** 3}
+    return int(value[:-1]) * units[value[-1].lower()] if value[-1].isalpha() else int(value)
+
+
+def check_nginx(text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on a configuration, its /tmp (a tmpfs in the container) under tmp_path."""
+    nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin")
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light): "
+                    "deploy/nginx.conf is not checked by `nginx -t`")
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text.replace(" /tmp/", f" {tmp_path}/"))
+    return subprocess.run([nginx, "-t", "-q", "-e", "stderr", "-p", f"{tmp_path}/",
+                           "-c", str(conf)], capture_output=True, text=True, timeout=60)
+
+
+def test_the_proxy_configuration_passes_nginx_t(tmp_path: Path) -> None:
+    result = check_nginx(NGINX_CONF.read_text(), tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_nginx_check_rejects_a_misspelt_directive(tmp_path: Path) -> None:
+    broken = NGINX_CONF.read_text().replace("client_body_timeout 10s", "client_body_timeuot 10s")
+    result = check_nginx(broken, tmp_path)
+    assert result.returncode != 0
+    assert "client_body_timeuot" in result.stderr
+
+
+def test_the_proxy_buffers_whole_requests_within_the_ingest_limits() -> None:
+    text = NGINX_CONF.read_text()
+    directives = nginx_directives(text)
+    assert directives["proxy_request_buffering"] == ["on"]
+    (body_limit,) = directives["client_max_body_size"]
+    assert nginx_size(body_limit) == Settings().max_body_bytes
+    assert nginx_size(body_limit) == int(config_env()["REFUND_SINK_MAX_BODY_BYTES"])
+    assert "REFUND_SINK_MAX_BODY_BYTES" not in compose()["services"]["ingest"]["environment"]
+    (buffer,) = directives["client_body_buffer_size"]
+    assert nginx_size(buffer) >= nginx_size(body_limit)  # in memory, never a temp file
+    for timeout in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+        (value,) = directives[timeout]
+        assert 0 < int(value.removesuffix("s")) <= 30, timeout
+    # the only public location is the webhook; the API port is the other server
+    public, api = text.split("server {")[1:]
+    assert re.findall(r"location (= )?(\S+) \{", public) == [
+        ("= ", "/webhooks/genstore"), ("", "/"), ("", "@too_large"), ("", "@unavailable")]
+    assert re.search(r"location / \{\s*return 404", public)
+    ingest_bind = compose()["services"]["ingest"]["command"][3]
+    for server in (public, api):
+        (listen,) = nginx_directives(server)["listen"]
+        assert f"set $ingest http://ingest:{ingest_bind.split(':')[1]};" in server
+        assert {"8080": "8080:8080", "8081": "127.0.0.1:8081:8081"}[listen] in (
+            compose()["services"]["proxy"]["ports"])
+
+
+def test_only_the_proxy_is_published_beyond_loopback() -> None:
+    services = compose()["services"]
+    public = {name: port for name, service in services.items()
+              for port in service.get("ports", []) if not port.startswith("127.0.0.1:")}
+    assert public == {"proxy": "8080:8080"}
+    assert services["proxy"]["depends_on"]["ingest"]["condition"] == "service_healthy"
+    assert services["proxy"]["read_only"] and "/tmp" in services["proxy"]["tmpfs"]
+    assert "./nginx.conf:/etc/nginx/nginx.conf:ro" in services["proxy"]["volumes"]
+
+
+def test_the_ingress_exposes_only_the_webhook_buffered() -> None:
+    (ingress,) = by_kind(source_manifests(), "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/webhooks/genstore", "Exact")
+    (service,) = [s for s in by_kind(source_manifests(), "Service")
+                  if s["metadata"]["name"] == path["backend"]["service"]["name"]]
+    assert path["backend"]["service"]["port"]["name"] in {p["name"] for p in
+                                                           service["spec"]["ports"]}
+    assert service["spec"]["selector"] == workload("refund-sink-ingest")["spec"]["selector"][
+        "matchLabels"]
+    # the API stays inside the cluster: no Service of any kind but ClusterIP
+    assert {s["spec"].get("type", "ClusterIP") for s in by_kind(source_manifests(),
+                                                                  "Service")} == {"ClusterIP"}
+    annotations = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert annotations[prefix + "proxy-request-buffering"] == "on"
+    body_limit = nginx_size(annotations[prefix + "proxy-body-size"])
+    assert body_limit == int(config_env()["REFUND_SINK_MAX_BODY_BYTES"])
+    assert nginx_size(annotations[prefix + "client-body-buffer-size"]) >= body_limit
+    for timeout in ("proxy-connect-timeout", "proxy-send-timeout", "proxy-read-timeout"):
+        assert 0 < int(annotations[prefix + timeout]) <= 60, timeout
+    assert ingress["spec"]["ingressClassName"] == "nginx"
 
 
 # --- names and commands ----------------------------------------------------------------------
