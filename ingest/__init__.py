@@ -7,7 +7,15 @@ from __future__ import annotations
 from flask import Flask
 
 from broker.app import make_celery
-from ingest import dead_letters_api, health, metrics_api, refunds_api, webhooks
+from ingest import (
+    dead_letters_api,
+    errors,
+    gunicorn_errors,
+    health,
+    metrics_api,
+    refunds_api,
+    webhooks,
+)
 from ingest.services import Services
 from ingest.signatures import check_standard_secret
 from refunds import logs
@@ -27,6 +35,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (webhooks.bp, refunds_api.bp, dead_letters_api.bp, health.bp,
                       metrics_api.bp):
         app.register_blueprint(blueprint)
+    errors.install(app)
+    gunicorn_errors.install()
     return app
 
 

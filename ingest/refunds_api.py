@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.datastructures import MultiDict
 
-from ingest.auth import require_scope
+from ingest.auth import require_scope, visible_shop
+from ingest.errors import error
 from ingest.services import services
 from refunds import queries
 from refunds.tokens import READ_REFUNDS
@@ -15,52 +17,76 @@ from schemas.api import RefundView
 bp = Blueprint("refunds", __name__)
 
 
-@bp.get("/refunds/<refund_id>")
+# `path:` so ids containing "/" can be fetched. A later route under a refund
+# (`/refunds/<path:refund_id>/events`) still gets its own requests: werkzeug prefers the rule
+# with more static parts, so only an id that itself ends in "/events" would be shadowed.
+@bp.get("/refunds/<path:refund_id>")
 @require_scope(READ_REFUNDS)
 def get_refund(refund_id: str) -> tuple[Response, int]:
     with services().sessions() as session:
         try:
-            found = queries.refund(refund_id, shop=request.args.get("shop"), session=session)
+            found = queries.refund(refund_id, shop=visible_shop(request.args.get("shop")),
+                                   session=session)
         except queries.AmbiguousRefund as ambiguous:
-            return jsonify(error="ambiguous_refund", shops=ambiguous.shops), 409
+            return error(409, "ambiguous_refund",
+                         "the refund id exists in several shops; name one with ?shop=",
+                         shops=ambiguous.shops)
         if found is None:
-            return jsonify(error="not_found"), 404
+            return error(404, "not_found", "no refund with this id")
         return jsonify(_view(found)), 200
 
 
-@bp.get("/orders/<order_id>/refunds")
+@bp.get("/orders/<path:order_id>/refunds")
 @require_scope(READ_REFUNDS)
-def order_refunds(order_id: str) -> Response:
-    with services().sessions() as session:
-        rows = queries.refunds_for_order(order_id, shop=request.args.get("shop"), session=session)
-        return jsonify(refunds=[_view(row) for row in rows])
+def order_refunds(order_id: str) -> tuple[Response, int]:
+    return _page(request.args, order_id=order_id)
 
 
 @bp.get("/refunds")
 @require_scope(READ_REFUNDS)
 def list_refunds() -> tuple[Response, int]:
-    args = request.args
+    return _page(request.args, order_id=request.args.get("order_id"),
+                 status=request.args.get("status"))
+
+
+def _page(args: MultiDict[str, str], **filters: str | None) -> tuple[Response, int]:
+    """One page of refunds as `{"refunds", "next_cursor"}`, or a 400 naming the bad value."""
     try:
         since = args.get("updated_since")
-        limit = int(args.get("limit", "100"))
         with services().sessions() as session:
             page = queries.refunds_page(
                 session=session,
-                order_id=args.get("order_id"),
-                status=args.get("status"),
+                shop=visible_shop(args.get("shop")),
                 updated_since=_utc(since) if since else None,
-                limit=limit,
+                limit=parse_limit(args.get("limit")),
                 cursor=args.get("cursor"),
+                **filters,
             )
             refunds = [_view(row) for row in page.refunds]
-    except ValueError as error:
-        return jsonify(error="bad_request", detail=str(error)), 400
+    except queries.BadParameter as bad:
+        return error(400, "bad_request", str(bad))
     return jsonify(refunds=refunds, next_cursor=page.next_cursor), 200
+
+
+def parse_limit(text: str | None) -> int:
+    """The `limit` parameter (default 100); BadParameter for anything but a whole number."""
+    if text is None:
+        return 100
+    stripped = text.strip()
+    if not (stripped.isascii() and stripped.lstrip("-").isdigit()) or len(stripped) > 9:
+        raise queries.BadParameter(
+            f"limit must be a whole number from 1 to {queries.MAX_PAGE}")
+    return int(stripped)
 
 
 def _utc(text: str) -> datetime:
     """ISO-8601; a time without an offset is read as UTC."""
-    parsed = datetime.fromisoformat(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise queries.BadParameter(
+            "updated_since must be an ISO-8601 time, such as 2025-03-01T10:00:00+00:00"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

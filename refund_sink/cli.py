@@ -44,8 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(error))
     except sqlalchemy.exc.OperationalError as error:
         return _fail(f"database unreachable: {describe(error)}")
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        return _fail(f"database error: {describe(error)}")
     except redis.RedisError as error:
         return _fail(f"broker unreachable: {describe(error)}")
+    except Exception as error:  # a bug: still one line, never a traceback
+        return _fail(f"unexpected {type(error).__name__}: {_first_line(error)}")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or ["(no message)"])[0]
 
 
 def _fail(message: str) -> int:

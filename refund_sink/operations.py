@@ -1,18 +1,18 @@
-"""Operator commands: `db upgrade`, `token create`, `dlq list|show|requeue`."""
+"""Operator commands: `db upgrade`, `token create|list|revoke`, `dlq list|show|requeue`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import migrations
-from refunds import dead_letters, tokens
+from refunds import dead_letters, queries, tokens
 from refunds.db import session_factory
-from refunds.models import DeadLetter
 from refunds.settings import Settings
-from schemas.api import DeadLetterDetail, DeadLetterView
+from schemas.api import DeadLetterDetail, DeadLetterView, TokenView
 
 
 class CommandError(Exception):
@@ -35,9 +35,40 @@ def _add_token(commands: Any) -> None:
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser("create", help="create a token (printed once)")
-    create.add_argument("--scopes", required=True, help="read_refunds[,write_refunds]")
+    create.add_argument("--scopes", required=True, type=_scopes,
+                        help="read_refunds[,write_refunds]")
     create.add_argument("--name")
+    create.add_argument("--shop", type=_shop, help="the one shop the token may see")
+    create.add_argument("--expires-in", type=_duration, metavar="DURATION",
+                        help="lifetime such as 30d, 12h, 45m (default: no expiry)")
     create.set_defaults(handler=token_create)
+    listing = token_commands.add_parser("list", help="tokens, never their values")
+    listing.add_argument("--json", action="store_true", help="a JSON array on stdout")
+    listing.set_defaults(handler=token_list)
+    revoke = token_commands.add_parser("revoke", help="stop a token from working")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(handler=token_revoke)
+
+
+def _scopes(text: str) -> list[str]:
+    try:
+        return tokens.parse_scopes(text)
+    except tokens.UnknownScope as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _shop(text: str) -> str:
+    shop = queries.shop_key(text)
+    if shop is None:
+        raise argparse.ArgumentTypeError("shop must not be blank")
+    return shop
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return tokens.parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _add_dlq(commands: Any) -> None:
@@ -76,18 +107,43 @@ def db_upgrade(_args: argparse.Namespace) -> int:
 
 
 def token_create(args: argparse.Namespace) -> int:
+    expires_at = datetime.now(UTC) + args.expires_in if args.expires_in else None
     with session_factory(Settings.from_env()).begin() as session:
-        try:
-            token = tokens.create(args.scopes.split(","), name=args.name, session=session)
-        except tokens.UnknownScope as error:
-            raise CommandError(str(error)) from None
+        token = tokens.create(args.scopes, name=args.name, shop=args.shop,
+                              expires_at=expires_at, session=session)
     print(token)
+    return 0
+
+
+def token_list(args: argparse.Namespace) -> int:
+    with session_factory(Settings.from_env())() as session:
+        views = [TokenView.model_validate(row).model_dump(mode="json")
+                 for row in tokens.listing(session=session)]
+    if args.json:
+        print(json.dumps(views, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'ID':>4}  {'NAME':<16} {'SCOPES':<28} {'SHOP':<24} {'EXPIRES':<25} REVOKED")
+    for view in views:
+        print(f"{view['id']:>4}  {view['name'] or '-':<16} {','.join(view['scopes']):<28} "
+              f"{view['shop'] or '(every shop)':<24} {view['expires_at'] or 'never':<25} "
+              f"{view['revoked_at'] or '-'}")
+    return 0
+
+
+def token_revoke(args: argparse.Namespace) -> int:
+    with session_factory(Settings.from_env()).begin() as session:
+        revoked = tokens.revoke(args.id, session=session)
+    if revoked is tokens.Revoked.NOT_FOUND:
+        raise CommandError(f"no token with id {args.id}")
+    print(f"revoked token {args.id}" if revoked is tokens.Revoked.NOW
+          else f"token {args.id} was already revoked")
     return 0
 
 
 def dlq_list(args: argparse.Namespace) -> int:
     with session_factory(Settings.from_env())() as session:
-        letters = dead_letters.find(session=session, reason=args.reason, state=args.state)
+        letters = dead_letters.find(session=session, reason=args.reason, state=args.state,
+                                    limit=None)
         views = [DeadLetterView.model_validate(row).model_dump(mode="json") for row in letters]
     if args.json:
         print(json.dumps(views, ensure_ascii=False, indent=2))
@@ -103,7 +159,7 @@ def dlq_list(args: argparse.Namespace) -> int:
 
 def dlq_show(args: argparse.Namespace) -> int:
     with session_factory(Settings.from_env())() as session:
-        letter = session.get(DeadLetter, args.id)
+        letter = queries.dead_letter(args.id, shop=None, session=session)
         if letter is None:
             raise CommandError(f"no dead letter with id {args.id}")
         detail = DeadLetterDetail.model_validate(letter).model_dump(mode="json")
@@ -121,9 +177,10 @@ def dlq_requeue(args: argparse.Namespace) -> int:
     result = dead_letters.requeue(
         session_factory(settings),
         lambda delivery: publish(celery, delivery),
-        ids=args.ids,
+        ids=[letter_id for letter_id in args.ids if queries.in_id_range(letter_id)],
         reason=args.reason,
     )
+    result.not_found += [i for i in args.ids if not queries.in_id_range(i)]
     for letter_id in result.requeued:
         print(f"requeued {letter_id}")
     for letter_id in result.already_resolved:

@@ -48,7 +48,9 @@ class Refund(Base):
 
     __tablename__ = "refunds"
     __table_args__ = (
-        Index("ix_refunds_shop_order_id", "shop", "order_id"),
+        # lookups without a shop, in the (shop, refund id) order the API pages by
+        Index("ix_refunds_refund_id", "refund_id", "shop"),
+        Index("ix_refunds_order_id", "order_id", "shop", "refund_id"),
         Index("ix_refunds_updated_at", "updated_at"),
     )
 
@@ -160,7 +162,8 @@ class DeadLetter(Base):
 
 
 class ApiToken(Base):
-    """API tokens; only the SHA-256 of the token is stored."""
+    """API tokens; only the SHA-256 of the token is stored. A token with a shop sees that
+    shop only; one with an expiry stops working then."""
 
     __tablename__ = "api_tokens"
 
@@ -168,5 +171,7 @@ class ApiToken(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scopes: Mapped[str] = mapped_column(String(255))
+    shop: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]

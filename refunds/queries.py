@@ -14,10 +14,16 @@ from sqlalchemy.orm import Session
 
 from refunds import dead_letters
 from refunds.db import in_pairs
-from refunds.delivery import RawDelivery
+from refunds.dead_letters import REASONS, STATES, find
+from refunds.delivery import MAX_KEY_LENGTH, RawDelivery
 from refunds.models import DeadLetter, DeliveryClaim, Refund
+from refunds.state import IN_PROGRESS, REFUNDED
 
 MAX_PAGE = 500
+STATUSES = (IN_PROGRESS, REFUNDED)
+# Row ids are INTEGER columns: on PostgreSQL nothing past 2**31 - 1 can exist (and comparing
+# with it is an error), and SQLite's ids never get there.
+MAX_ROW_ID = 2**31 - 1
 
 
 class AmbiguousRefund(LookupError):
@@ -28,7 +34,11 @@ class AmbiguousRefund(LookupError):
         self.shops = list(shops)
 
 
-class BadCursor(ValueError):
+class BadParameter(ValueError):
+    """A filter, limit or cursor outside what the query accepts; the message says what is."""
+
+
+class BadCursor(BadParameter):
     pass
 
 
@@ -38,7 +48,27 @@ class Page:
     next_cursor: str | None
 
 
+@dataclass(frozen=True)
+class DeadLetterPage:
+    dead_letters: Sequence[DeadLetter]
+    next_cursor: str | None
+
+
+def shop_key(shop: str | None) -> str | None:
+    """A shop as the ingest stores it (refunds.delivery.RawDelivery.from_request: trimmed,
+    lower case, cut to the column), or None for none or a blank one."""
+    key = (shop or "").strip().lower()[:MAX_KEY_LENGTH]
+    return key or None
+
+
+def in_id_range(row_id: int) -> bool:
+    """Could a row have this id? Ids outside never match and are not sent to the database."""
+    return 1 <= row_id <= MAX_ROW_ID
+
+
 def refund(refund_id: str, *, shop: str | None, session: Session) -> Refund | None:
+    """The refund with this id (in this shop, when one is given), or None. AmbiguousRefund
+    when no shop is given and the id exists in several."""
     query = select(Refund).where(Refund.refund_id == refund_id, Refund.events_applied > 0)
     if shop is not None:
         query = query.where(Refund.shop == shop)
@@ -48,25 +78,24 @@ def refund(refund_id: str, *, shop: str | None, session: Session) -> Refund | No
     return found[0] if found else None
 
 
-def refunds_for_order(order_id: str, *, shop: str | None, session: Session) -> Sequence[Refund]:
-    query = select(Refund).where(Refund.order_id == order_id).order_by(Refund.refund_id)
-    if shop is not None:
-        query = query.where(Refund.shop == shop)
-    return session.scalars(query).all()
-
-
 def refunds_page(
     *,
     session: Session,
+    shop: str | None = None,
     order_id: str | None = None,
     status: str | None = None,
     updated_since: datetime | None = None,
     limit: int = 100,
     cursor: str | None = None,
 ) -> Page:
-    """Keyset pagination on (shop, refund id): stable while new refunds arrive."""
-    limit = max(1, min(limit, MAX_PAGE))
+    """Keyset pagination on (shop, refund id): stable while new refunds arrive. BadParameter
+    for a limit outside 1-500, an unknown status or a cursor this API did not return."""
+    check_limit(limit)
+    if status is not None and status not in STATUSES:
+        raise BadParameter(f"status must be one of {', '.join(STATUSES)}")
     query = select(Refund).where(Refund.events_applied > 0)
+    if shop is not None:
+        query = query.where(Refund.shop == shop)
     if order_id is not None:
         query = query.where(Refund.order_id == order_id)
     if status is not None:
@@ -80,6 +109,43 @@ def refunds_page(
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].shop, rows[-1].refund_id) if more else None
     return Page(rows, next_cursor)
+
+
+def dead_letters_page(
+    *,
+    session: Session,
+    shop: str | None = None,
+    reason: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> DeadLetterPage:
+    """Dead letters by id, a page at a time. BadParameter for a limit outside 1-500, an
+    unknown reason or state, or a cursor this API did not return."""
+    check_limit(limit)
+    if reason is not None and reason not in REASONS:
+        raise BadParameter(f"reason must be one of {', '.join(REASONS)}")
+    if state is not None and state not in STATES:
+        raise BadParameter(f"state must be one of {', '.join(STATES)}")
+    after_id = decode_id_cursor(cursor) if cursor else None
+    rows = find(session=session, shop=shop, reason=reason, state=state, after_id=after_id,
+                limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return DeadLetterPage(rows, encode_cursor("dead_letters", str(rows[-1].id)) if more else None)
+
+
+def dead_letter(letter_id: int, *, shop: str | None, session: Session) -> DeadLetter | None:
+    """The dead letter with this id (in this shop, when one is given), or None."""
+    letter = session.get(DeadLetter, letter_id) if in_id_range(letter_id) else None
+    if letter is None or (shop is not None and letter.shop != shop):
+        return None
+    return letter
+
+
+def check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadParameter(f"limit must be a whole number from 1 to {MAX_PAGE}")
 
 
 def settled_copies(
@@ -118,14 +184,22 @@ def settled_copies(
     return {message_id for message_id, copy in copies.items() if settled(*copy)}
 
 
-def encode_cursor(shop: str, refund_id: str) -> str:
-    raw = f"{shop}\n{refund_id}".encode()
+def encode_cursor(first: str, second: str) -> str:
+    raw = f"{first}\n{second}".encode()
     return base64.urlsafe_b64encode(raw).decode("ascii")
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
     try:
-        shop, refund_id = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().split("\n")
+        first, second = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().split("\n")
     except (binascii.Error, UnicodeError, ValueError):
         raise BadCursor("cursor is not one this API returned") from None
-    return shop, refund_id
+    return first, second
+
+
+def decode_id_cursor(cursor: str) -> int:
+    kind, letter_id = decode_cursor(cursor)
+    digits = letter_id.isascii() and letter_id.isdigit() and len(letter_id) <= 10
+    if kind != "dead_letters" or not digits or not in_id_range(int(letter_id)):
+        raise BadCursor("cursor is not one this API returned")
+    return int(letter_id)

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 # "+00:00" rather than pydantic's "Z", as the SPEC's examples show.
 IsoTime = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str)]
@@ -53,3 +53,22 @@ class DeadLetterDetail(DeadLetterView):
     headers: dict[str, str]
     received_at: IsoTime
     resolved_at: IsoTime | None
+
+
+class TokenView(BaseModel):
+    """What `token list` prints of a token: never its value or its digest."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str | None
+    scopes: list[str]
+    shop: str | None
+    created_at: IsoTime
+    expires_at: IsoTime | None
+    revoked_at: IsoTime | None
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return value.split(",") if isinstance(value, str) else value

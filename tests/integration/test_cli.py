@@ -117,6 +117,17 @@ def test_dlq_list_json_and_show(pg_url: str, redis_url: str, key_prefix: str) ->
         (["db", "upgrade"], 1),
         (["nonsense"], 2),
         (["token", "create"], 2),
+        (["token", "create", "--scopes", "admin"], 2),
+        (["token", "create", "--scopes", "read_refunds,admin"], 2),
+        (["token", "create", "--scopes", ","], 2),
+        (["token", "create", "--scopes", "read_refunds", "--expires-in", "soon"], 2),
+        (["token", "create", "--scopes", "read_refunds", "--expires-in", "0d"], 2),
+        (["token", "create", "--scopes", "read_refunds", "--shop", " "], 2),
+        (["token", "revoke", "abc"], 2),
+        (["token", "revoke"], 2),
+        (["dlq", "show", "abc"], 2),
+        (["dlq", "list", "--reason", "bogus"], 2),
+        (["dlq", "requeue", "1", "x"], 2),
     ],
 )
 def test_bad_arguments_and_unreachable_services_give_one_line(args: list[str],
@@ -131,7 +142,80 @@ def test_bad_arguments_and_unreachable_services_give_one_line(args: list[str],
 def test_token_create_rejects_unknown_scopes(sqlite_url: str) -> None:
     env = clean_env() | {"DATABASE_URL": sqlite_url}
     result = cli("token", "create", "--scopes", "read_refunds,admin", env=env)
-    assert result.returncode == 1 and "scopes must be among" in result.stderr
+    assert result.returncode == 2 and "scopes must be among" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["dlq", "show"], ["dlq", "requeue"]])
+def test_a_dead_letter_id_past_64_bits_is_not_found_in_one_line(sqlite_url: str,
+                                                                 command: list[str]) -> None:
+    env = clean_env() | {"DATABASE_URL": sqlite_url}
+    huge = "99999999999999999999999"
+    result = cli(*command, huge, env=env)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("refund-sink: error: ") and huge in result.stderr
+
+
+def test_an_unexpected_error_is_one_line_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from refund_sink import cli as command_line
+    from refund_sink import operations
+
+    def broken(_args: object) -> int:
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr(operations, "dlq_list", broken)
+    assert command_line.main(["dlq", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err == "refund-sink: error: unexpected ZeroDivisionError: division by zero\n"
+
+
+def test_token_create_list_and_revoke(sqlite_url: str, redis_url: str) -> None:
+    from flask.testing import FlaskClient
+
+    from ingest import create_app
+
+    env = clean_env() | {"DATABASE_URL": sqlite_url}
+    created = cli("token", "create", "--scopes", "write_refunds", "--name", "ops",
+                  "--shop", " Shop-A.Example", "--expires-in", "30d", env=env)
+    assert created.returncode == 0, created.stderr
+    value = created.stdout.strip().splitlines()[-1]
+    plain = cli("token", "create", "--scopes", "read_refunds", env=env).stdout.strip()
+    listed = cli("token", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [set(row) for row in rows] == [{"id", "name", "scopes", "shop", "created_at",
+                                           "expires_at", "revoked_at"}] * 2
+    ops = rows[0]
+    assert (ops["name"], ops["scopes"], ops["shop"]) == ("ops", ["write_refunds"],
+                                                         "shop-a.example")
+    expires = datetime.fromisoformat(ops["expires_at"]) - datetime.fromisoformat(
+        ops["created_at"])
+    assert abs(expires.total_seconds() - 30 * 86400) < 5
+    table = cli("token", "list", env=env).stdout
+    assert "ops" in table and "shop-a.example" in table and "write_refunds" in table
+    from refunds.tokens import digest
+
+    for secret in (value, plain):
+        for shown in (listed.stdout, table):
+            assert secret not in shown and digest(secret) not in shown
+            assert secret.removeprefix("rst_")[:12] not in shown
+    # revoking: the token stops working; twice is said, not an error; unknown ids are
+    settings = make_settings(sqlite_url, redis_url)
+    client: FlaskClient = create_app(settings).test_client()
+    headers = {"Authorization": f"Bearer {value}"}
+    assert client.get("/refunds/1", headers=headers).status_code == 404
+    revoked = cli("token", "revoke", str(ops["id"]), env=env)
+    assert (revoked.returncode, revoked.stdout) == (0, f"revoked token {ops['id']}\n")
+    assert client.get("/refunds/1", headers=headers).status_code == 401
+    again = cli("token", "revoke", str(ops["id"]), env=env)
+    assert (again.returncode, again.stdout) == (0, f"token {ops['id']} was already revoked\n")
+    assert json.loads(cli("token", "list", "--json", env=env).stdout)[0]["revoked_at"]
+    missing = cli("token", "revoke", "99999999999999999999999", env=env)
+    assert missing.returncode == 1
+    assert missing.stderr == "refund-sink: error: no token with id 99999999999999999999999\n"
 
 
 def test_worker_command_refuses_an_unreachable_broker() -> None:
