@@ -8,8 +8,9 @@ unicode, huge numbers and deep nesting; or malformed JSON, overlong UTF-8, a BOM
 bytes) plus a way of sending it (valid, tampered, stale or missing signatures; odd-cased and
 duplicated headers; non-ASCII header values; oversized, chunked or truncated bodies). The run
 posts it to the ingest (Flask test client, real Redis), takes what was queued, applies it with
-`process_delivery` on a fresh SQLite database, and prints counts per HTTP status and outcome
-and every failure: an unexpected status, a crash, a dead letter without a known reason.
+`apply_deliveries` (a list of one) on a fresh SQLite database, and prints counts per HTTP
+status and outcome and every failure: an unexpected status, a crash, a dead letter without a
+known reason.
 """
 
 from __future__ import annotations
@@ -458,7 +459,6 @@ class LongRun:
         one()
 
     def deliver(self, request: Request) -> None:
-        from deliveries import apply
         from queued_messages import queued
 
         from refunds import dead_letters
@@ -477,10 +477,10 @@ class LongRun:
         for raw in found:
             if raw.body != request.received:
                 self.fail(request, "the queued body differs from the body sent")
-            outcome = apply(self.settings, raw)
-            self.outcomes[outcome.value] += 1
-            if outcome.value == "dead_lettered":
-                reason = dead_letter_reason(self.settings, raw.delivery_id)
+            result = apply_one(self.settings, raw)
+            self.outcomes[result.outcome.value] += 1
+            if result.outcome.value == "dead_lettered":
+                reason = dead_letter_reason(self.settings, raw, result.reason)
                 self.reasons[str(reason)] += 1
                 if reason not in dead_letters.REASONS:
                     self.fail(request, f"dead letter without a known reason: {reason!r}")
@@ -513,16 +513,30 @@ class LongRun:
         print(f"failures: {len(self.failures)}")
 
 
-def dead_letter_reason(settings: Any, delivery_id: str) -> str | None:
+def apply_one(settings: Any, raw: Any) -> Any:
+    from refunds.apply import apply_deliveries
+    from refunds.db import session_factory
+
+    with session_factory(settings).begin() as session:
+        return apply_deliveries([raw], session=session, naive_tz=settings.naive_tz)[0]
+
+
+def dead_letter_reason(settings: Any, raw: Any, said: str | None) -> str | None:
+    """The reason stored on the dead letter of this body (under the delivery's id, or under
+    an id of its own when another body had the key), if it is the one the apply path said;
+    None otherwise."""
     from sqlalchemy import select
 
+    from refunds import dead_letters
     from refunds.db import session_factory
     from refunds.models import DeadLetter
 
+    ids = (raw.delivery_id, dead_letters.conflicting(raw).delivery_id)
     with session_factory(settings)() as session:
-        reason: str | None = session.scalar(
-            select(DeadLetter.reason).where(DeadLetter.delivery_id == delivery_id))
-        return reason
+        reason: str | None = session.scalar(select(DeadLetter.reason).where(
+            DeadLetter.shop == raw.shop, DeadLetter.delivery_id.in_(ids),
+            DeadLetter.body_sha256 == raw.body_sha256))
+    return reason if reason == said else None
 
 
 if __name__ == "__main__":
