@@ -21,7 +21,7 @@ from celery_batches.trace import apply_batches_task
 
 from broker.app import TASK_NAME
 from refunds.settings import Settings
-from worker.runner import REQUEUE, Runner, TaskMessage, retry_publisher
+from worker.runner import Disposal, Runner, TaskMessage, retry_publisher
 
 log = logging.getLogger("refund_sink.worker")
 
@@ -61,7 +61,7 @@ class DeliveryBatches(Batches):  # type: ignore[misc]
             runtime = time.monotonic() - started
             for request in requests:
                 outcome = None if outcomes is None else outcomes.get(request.id)
-                if outcome is None or outcome == REQUEUE:
+                if outcome is None or outcome == Disposal.REQUEUE:
                     request.reject(requeue=True)  # sends the task-rejected event
                 else:
                     request.acknowledge()

@@ -4,7 +4,7 @@ rule below (start counting, retry, dead letter, settling the ledger) has one imp
 
 Each message is acknowledged only after its effect, dead letter or retry is committed or
 published: the runner returns an outcome per message, and the task form acks it, or puts it
-back on the queue for `REQUEUE`."""
+back on the queue for `Disposal.REQUEUE`."""
 
 from __future__ import annotations
 
@@ -28,9 +28,14 @@ from worker.redeliveries import StartCounter
 from worker.retry import is_contention, is_transient
 
 log = logging.getLogger("refund_sink.worker")
-REQUEUE = "requeue"  # the outcome that returns a message to the queue instead of acking it
-RETRY = "retry"  # the outcome of a message acked because its retry is published
-MALFORMED = "malformed"  # not a message this sink wrote: acked and dropped, loudly
+
+
+class Disposal(enum.StrEnum):
+    """What becomes of a task message besides an `Outcome` of its delivery."""
+
+    REQUEUE = "requeue"  # back to the queue instead of acked
+    RETRY = "retry"  # acked: its retry is published
+    MALFORMED = "malformed"  # not a message this sink wrote: acked and dropped, loudly
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,8 @@ class Runner:
         self.ledger = Ledger(settings)
 
     def run(self, messages: Sequence[TaskMessage]) -> dict[str, str]:
-        """An outcome per message id: an `Outcome` value, `RETRY`, `REQUEUE` or `MALFORMED`.
-        Never raises for a delivery's failure."""
+        """An outcome per message id: an `Outcome` value or a `Disposal`. Never raises for a
+        delivery's failure."""
         outcomes: dict[str, str] = {}
         pending: dict[str, tuple[TaskMessage, RawDelivery]] = {}
         for message in messages:
@@ -80,7 +85,7 @@ class Runner:
                 pending[message.id] = (message, from_wire(message.args[0]))
             except (MalformedDelivery, IndexError) as error:
                 log.error("dropping a queue message this sink did not write: %s", error)
-                outcomes[message.id] = MALFORMED
+                outcomes[message.id] = Disposal.MALFORMED
         starts = self.starts.start_all(list(pending))
         try:
             for message_id, count in starts.items():
@@ -92,7 +97,7 @@ class Runner:
         finally:
             self.starts.finish(*starts)  # not reached when the process is killed
         self.ledger.settle(message_id for message_id, outcome in outcomes.items()
-                           if outcome not in (REQUEUE, RETRY))
+                           if outcome not in (Disposal.REQUEUE, Disposal.RETRY))
         return outcomes
 
     def _apply(self, batch: list[tuple[TaskMessage, RawDelivery]]) -> dict[str, str]:
@@ -115,7 +120,7 @@ class Runner:
             event(log, "batch failed", logging.WARNING, deliveries=len(batch),
                   error=describe(error), then=then.value)
         if then is AfterFailure.REQUEUE_EACH_ALONE:
-            return {message.id: REQUEUE for message, _ in batch}
+            return {message.id: Disposal.REQUEUE for message, _ in batch}
         if then is AfterFailure.RETRY_ALL or len(batch) == 1:
             return {message.id: self._failed(message, delivery, error)
                     for message, delivery in batch}
@@ -149,8 +154,8 @@ class Runner:
         except Exception as error:
             event(log, "retry not published", logging.ERROR, delivery_id=delivery.delivery_id,
                   shop=delivery.shop, error=type(error).__name__, then="back to the queue")
-            return REQUEUE
-        return RETRY
+            return Disposal.REQUEUE
+        return Disposal.RETRY
 
 
 def retry_publisher(task: Any) -> PublishRetry:

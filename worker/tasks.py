@@ -11,7 +11,7 @@ from celery.exceptions import Reject
 from broker.app import TASK_NAME
 from refunds.settings import Settings
 from worker.batches import register_batch_task
-from worker.runner import REQUEUE, Runner, TaskMessage, retry_publisher
+from worker.runner import Disposal, Runner, TaskMessage, retry_publisher
 
 
 def register_tasks(app: Celery, settings: Settings) -> Task:
@@ -28,7 +28,7 @@ def register_tasks(app: Celery, settings: Settings) -> Task:
         runner = runner or Runner(settings, retry_publisher(self))
         message = TaskMessage(self.request.id, self.request.retries, args)
         outcome = runner.run([message])[message.id]
-        if outcome == REQUEUE:  # acks_late: rejected with requeue, the message comes back
+        if outcome == Disposal.REQUEUE:  # rejected with requeue: the message comes back
             raise Reject(outcome, requeue=True)
         return outcome
 

@@ -21,7 +21,7 @@ from refunds.db import session_factory
 from refunds.models import DeadLetter
 from worker.breaker import OPEN_AFTER, DatabaseBreaker
 from worker.handling import DeliveryHandler
-from worker.runner import RETRY
+from worker.runner import Disposal
 from worker.tasks import register_tasks
 
 UNREACHABLE_DB = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
@@ -104,7 +104,7 @@ def test_attempts_failing_while_the_database_is_away_are_not_counted(
         outcome = task.run([batch_request(raw, "t-1", retries=7)])["t-1"]
     # then it is held: tried again at the longest delay with its count unchanged, never
     # dead-lettered while the database is away
-    assert outcome == RETRY
+    assert outcome == Disposal.RETRY
     [retry] = published
     assert (retry["task_id"], retry["retries"]) == ("t-1", 7)
     assert retry["countdown"] == settings.retry_max_seconds

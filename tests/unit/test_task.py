@@ -14,7 +14,7 @@ from payloads import camel_event
 from broker.app import make_celery
 from broker.wire import to_wire
 from worker.handling import DeliveryHandler
-from worker.runner import REQUEUE, RETRY
+from worker.runner import Disposal
 from worker.tasks import register_tasks
 
 UNREACHABLE_DB = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
@@ -34,7 +34,7 @@ def run_task(monkeypatch: pytest.MonkeyPatch, publish: Any) -> str:
 
 def test_database_down_schedules_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     published: list[dict[str, Any]] = []
-    assert run_task(monkeypatch, lambda *a, **options: published.append(options)) == RETRY
+    assert run_task(monkeypatch, lambda *a, **options: published.append(options)) == Disposal.RETRY
     [retry] = published
     # the same message; the attempt is held, not counted, while the database is down
     assert (retry["task_id"], retry["retries"]) == ("t-1", 0)
@@ -80,7 +80,7 @@ def test_unpublishable_batch_retry_requeues_instead_of_dropping(
     def broker_refuses(*_args: Any, **_kwargs: Any) -> None:
         raise ConnectionError("OOM command not allowed when used memory > 'maxmemory'")
 
-    assert set(run_batch(monkeypatch, broker_refuses).values()) == {REQUEUE}
+    assert set(run_batch(monkeypatch, broker_refuses).values()) == {Disposal.REQUEUE}
 
 
 def test_a_batch_out_of_time_goes_back_without_counting_an_attempt(
@@ -92,5 +92,5 @@ def test_a_batch_out_of_time_goes_back_without_counting_an_attempt(
     monkeypatch.setattr(DeliveryHandler, "handle", slow)
     published: list[dict[str, Any]] = []
     outcomes = run_batch(monkeypatch, lambda *a, **options: published.append(options))
-    assert set(outcomes.values()) == {REQUEUE}  # they come back one per batch
+    assert set(outcomes.values()) == {Disposal.REQUEUE}  # they come back one per batch
     assert published == []  # no retry published, no attempt counted
