@@ -11,7 +11,8 @@ from flask.typing import ResponseReturnValue
 
 from ingest.errors import error
 from ingest.services import services
-from refunds import queries, tokens
+from refunds import tokens
+from refunds.delivery import shop_key
 
 P = ParamSpec("P")
 R = TypeVar("R", bound=ResponseReturnValue)
@@ -54,7 +55,7 @@ def visible_shop(requested: str | None) -> str | None:
     """The shop a query is limited to: the one asked for (read as the ingest stores shops),
     within the token's own. None: every shop. Raises OtherShop when a token for one shop
     names another."""
-    wanted = queries.shop_key(requested)
+    wanted = shop_key(requested)
     own: str | None = g.grant.shop
     if own is None:
         return wanted

@@ -11,6 +11,7 @@ from typing import Any
 import migrations
 from refunds import dead_letters, queries, tokens
 from refunds.db import session_factory
+from refunds.delivery import shop_key
 from refunds.settings import Settings
 from schemas.api import DeadLetterDetail, DeadLetterView, TokenView
 
@@ -58,7 +59,7 @@ def _scopes(text: str) -> list[str]:
 
 
 def _shop(text: str) -> str:
-    shop = queries.shop_key(text)
+    shop = shop_key(text)
     if shop is None:
         raise argparse.ArgumentTypeError("shop must not be blank")
     return shop

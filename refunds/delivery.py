@@ -41,7 +41,7 @@ class RawDelivery:
         topic = kept.get(TOPIC_HEADER) or None
         # An over-long header still ends applied or dead-lettered, never unstorable; the
         # full value stays in the kept headers.
-        shop = ((kept.get(SHOP_HEADER) or "").strip().lower() or DEFAULT_SHOP)[:MAX_KEY_LENGTH]
+        shop = shop_key(kept.get(SHOP_HEADER)) or DEFAULT_SHOP
         return cls(
             delivery_id=delivery_id_for(kept, shop, topic, body),
             topic=topic[:MAX_KEY_LENGTH] if topic else None,
@@ -61,6 +61,13 @@ class RawDelivery:
     def body_sha256(self) -> str:
         """Tells a resend of this delivery (same body) from a conflict (another body)."""
         return hashlib.sha256(self.body).hexdigest()
+
+
+def shop_key(shop: str | None) -> str | None:
+    """A shop as the sink stores it (trimmed, lower case, cut to the column), or None for none
+    or a blank one: the ingest and every lookup by shop read it the same way."""
+    key = (shop or "").strip().lower()[:MAX_KEY_LENGTH]
+    return key or None
 
 
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:

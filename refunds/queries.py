@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from refunds import dead_letters
 from refunds.db import in_pairs
 from refunds.dead_letters import REASONS, STATES, find
-from refunds.delivery import MAX_KEY_LENGTH, RawDelivery
+from refunds.delivery import RawDelivery
 from refunds.models import DeadLetter, DeliveryClaim, Refund
 from refunds.state import IN_PROGRESS, REFUNDED
 
@@ -52,13 +52,6 @@ class Page:
 class DeadLetterPage:
     dead_letters: Sequence[DeadLetter]
     next_cursor: str | None
-
-
-def shop_key(shop: str | None) -> str | None:
-    """A shop as the ingest stores it (refunds.delivery.RawDelivery.from_request: trimmed,
-    lower case, cut to the column), or None for none or a blank one."""
-    key = (shop or "").strip().lower()[:MAX_KEY_LENGTH]
-    return key or None
 
 
 def in_id_range(row_id: int) -> bool:

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from refunds.delivery import shop_key
 from refunds.models import ApiToken
-from refunds.queries import in_id_range, shop_key
+from refunds.queries import in_id_range
 
 READ_REFUNDS = "read_refunds"
 WRITE_REFUNDS = "write_refunds"
