@@ -310,7 +310,9 @@ def poison(context: Context, pipeline: Pipeline, load: Load) -> Plan:
 
 def sentinel_failover(context: Context, pipeline: Pipeline, load: Load) -> Plan:
     """Steady traffic through a Sentinel group (master, replica, one Sentinel, quorum 1): the
-    master is failed over, then failed back once the old one has rejoined as a replica."""
+    master is failed over under the running workers, then failed back, once the old one has
+    rejoined as a replica, while the workers are being replaced (a backlog on the master: what
+    only it held would be lost with it)."""
     group = context.redis
     assert isinstance(group, SentinelRedis)
     rng = random.Random(context.seed + 8)
@@ -328,14 +330,19 @@ def sentinel_failover(context: Context, pipeline: Pipeline, load: Load) -> Plan:
     time.sleep(before)
     first = group.group.failover()
     rejoined = group.group.wait_replicated(120)
-    time.sleep(max(0.0, start + before + between - time.monotonic()))
+    time.sleep(max(0.0, start + before + between - 1 - time.monotonic()))
+    for worker in pipeline.live_workers():
+        worker.stop()
     second = group.group.failover()
+    for _ in range(2):
+        pipeline.add_worker()
     rejoined_again = group.group.wait_replicated(120)
     sender.join()
     watcher.join()
     plan.notes.append(
         f"SENTINEL FAILOVER at {before:.0f}s: {first}, the old master a replica again "
-        f"{rejoined:.0f}s later; failed back at {before + between:.0f}s: {second}, "
+        f"{rejoined:.0f}s later; workers stopped, failed back at {before + between:.0f}s: "
+        f"{second}, new workers started, "
         f"rejoined {rejoined_again:.0f}s later; /readyz spooled up to {max(spooled or [0])}; "
         f"answers: {dict(load.statuses())}")
     if set(load.statuses()) - {202}:
