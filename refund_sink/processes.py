@@ -12,28 +12,30 @@ from typing import Any
 
 import redis
 
+from refund_sink import arguments
 from refund_sink.servers import ServerError
 from refunds.settings import Settings
 
 
 def add_commands(commands: Any) -> None:
     run = commands.add_parser("run", help="the whole sink on this machine, embedded defaults")
-    run.add_argument("--port", type=int, default=8080)
+    run.add_argument("--port", type=arguments.port, default=8080)
     run.add_argument("--host", default="127.0.0.1")
     run.set_defaults(handler=run_embedded)
 
     ingest = commands.add_parser("ingest", help="the ingest app under gunicorn")
-    ingest.add_argument("--bind", default="0.0.0.0:8080", help="HOST:PORT")
-    ingest.add_argument("--workers", type=int, default=2)
+    ingest.add_argument("--bind", type=arguments.bind, default="0.0.0.0:8080",
+                        help="HOST:PORT")
+    ingest.add_argument("--workers", type=arguments.at_least_one, default=2)
     ingest.set_defaults(handler=run_ingest)
 
     worker = commands.add_parser("worker", help="a Celery worker (task events on, for Flower)")
-    worker.add_argument("--concurrency", type=int, default=2)
+    worker.add_argument("--concurrency", type=arguments.at_least_one, default=2)
     worker.set_defaults(handler=run_worker)
 
     alive = commands.add_parser("worker-alive", help="exit 0 if this host's worker is alive "
                                 "(its heartbeat file is fresh): a cheap liveness probe")
-    alive.add_argument("--max-age", type=float, default=60.0, help="seconds")
+    alive.add_argument("--max-age", type=arguments.seconds, default=60.0, help="seconds")
     alive.set_defaults(handler=worker_alive)
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ingest.signatures import genstore_signature
+from refund_sink import arguments
 from refund_sink.embedded import SECRET_FILE
+from refund_sink.operations import CommandError
 from refunds.settings import ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080/webhooks/genstore"
@@ -19,7 +21,7 @@ DEFAULT_URL = "http://127.0.0.1:8080/webhooks/genstore"
 def add_command(commands: Any) -> None:
     send = commands.add_parser("send", help="sign and POST a payload file, as Genstore would")
     send.add_argument("file", type=Path)
-    send.add_argument("--url", default=DEFAULT_URL)
+    send.add_argument("--url", type=arguments.http_url, default=DEFAULT_URL)
     send.add_argument("--topic", default="refunds/create")
     send.add_argument("--secret", help="default: GENSTORE_WEBHOOK_SECRET, else the one "
                       "`refund-sink run` saved in ./" + str(SECRET_FILE))
@@ -29,7 +31,7 @@ def add_command(commands: Any) -> None:
 
 
 def run_send(args: argparse.Namespace) -> int:
-    body = args.file.read_bytes()
+    body = _read(args.file)
     headers = {
         "Content-Type": "application/json",
         "X-Genstore-Topic": args.topic,
@@ -39,8 +41,6 @@ def run_send(args: argparse.Namespace) -> int:
         headers["X-Genstore-Shop-Domain"] = args.shop
     if args.delivery_id:
         headers["X-Genstore-Webhook-Id"] = args.delivery_id
-    if not args.url.startswith(("http://", "https://")):
-        raise ConfigError(f"--url must be an http(s) URL, got {args.url!r}")
     request = urllib.request.Request(args.url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
@@ -49,6 +49,15 @@ def run_send(args: argparse.Namespace) -> int:
         status, answer = error.code, error.read()
     print(f"{status} {answer.decode('utf-8', errors='replace').strip()}")
     return 0 if 200 <= status < 300 else 1
+
+
+def _read(path: Path) -> bytes:
+    """A missing or unreadable file is not an argument error (the argument is well formed;
+    the file is not there): exit 1, as for an unknown dead-letter id."""
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 def _secret(given: str | None) -> str:

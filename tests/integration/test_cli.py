@@ -265,3 +265,36 @@ def test_spool_list_and_retry(redis_url: str, key_prefix: str, tmp_path: Path) -
                                            "sent 2 deliveries to the broker"]
     assert sorted(d.delivery_id for d in queued(settings)) == ["fixed-2", "waiting-1"]
     assert json.loads(cli("spool", "list", "--json", env=env).stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--port", "99999"], "run: argument --port: must be a port (1-65535), got 99999"),
+        (["run", "--port", "0"], "run: argument --port: must be a port (1-65535), got 0"),
+        (["ingest", "--workers", "0"], "ingest: argument --workers: must be at least 1, got 0"),
+        (["ingest", "--bind", "nowhere"],
+         "ingest: argument --bind: must be HOST:PORT, got 'nowhere'"),
+        (["worker", "--concurrency", "0"],
+         "worker: argument --concurrency: must be at least 1, got 0"),
+        (["worker-alive", "--max-age", "-5"],
+         "worker-alive: argument --max-age: must be a positive number of seconds, got -5"),
+        (["send", str(EXAMPLE), "--url", "notaurl"],
+         "send: argument --url: must be an http(s) URL, got 'notaurl'"),
+    ],
+)
+def test_bad_process_arguments_exit_2_in_one_line(args: list[str], message: str,
+                                                  tmp_path: Path) -> None:
+    # nothing may start: no broker or database answers, and the folder is empty
+    env = clean_env() | {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+                         "REDIS_URL": "redis://127.0.0.1:1/0", "GENSTORE_WEBHOOK_SECRET": "s"}
+    result = cli(*args, env=env, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (2, f"refund-sink: error: {message}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_send_a_missing_file_is_one_line_exit_1(tmp_path: Path) -> None:
+    # the argument is well formed; the file is not there (like `dlq show` of an unknown id)
+    result = cli("send", "missing.json", "--secret", "s", env=clean_env(), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        1, "refund-sink: error: cannot read missing.json: No such file or directory\n")
