@@ -96,7 +96,7 @@ class Stack:
             "REFUND_SINK_SPOOL_DIR": str(self.tmp / "spool"),
             "REFUND_SINK_LOG_LEVEL": "WARNING",  # logging is not what is measured
             "REFUND_SINK_METRICS_PORT": "0",
-            "REFUND_SINK_HEARTBEAT_FILE": str(self.tmp / "heartbeat"),
+            "REFUND_SINK_HEARTBEAT_DIR": str(self.tmp / "heartbeats"),
             "PROMETHEUS_MULTIPROC_DIR": str(metrics),
             "PYTHONPATH": str(ROOT),
             "REFUND_SINK_BATCH_SIZE": str(self.config.batch_size),

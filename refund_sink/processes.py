@@ -7,7 +7,6 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -33,9 +32,12 @@ def add_commands(commands: Any) -> None:
     worker.add_argument("--concurrency", type=arguments.at_least_one, default=2)
     worker.set_defaults(handler=run_worker)
 
-    alive = commands.add_parser("worker-alive", help="exit 0 if this host's worker is alive "
-                                "(its heartbeat file is fresh): a cheap liveness probe")
+    alive = commands.add_parser("worker-alive", help="exit 0 if this host's workers are alive "
+                                "(each one's heartbeat file is fresh): a cheap liveness probe")
     alive.add_argument("--max-age", type=arguments.seconds, default=60.0, help="seconds")
+    alive.add_argument("--pid", type=arguments.at_least_one,
+                       help="only the worker whose main process this is (default: every "
+                       "worker with a heartbeat on this host)")
     alive.set_defaults(handler=worker_alive)
 
 
@@ -88,13 +90,26 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def worker_alive(args: argparse.Namespace) -> int:
-    heartbeat = Path(Settings.from_env().heartbeat_file)
-    try:
-        age = time.time() - heartbeat.stat().st_mtime
-    except FileNotFoundError:
-        raise ServerError(f"no worker heartbeat at {heartbeat}") from None
-    if age > args.max_age:
-        raise ServerError(f"worker heartbeat is {age:.0f}s old (limit {args.max_age:.0f}s)")
+    """Every worker that keeps a heartbeat on this host (or the one `--pid` names) beat
+    within `--max-age`. A worker that stops cleanly removes its file; one killed outright
+    leaves it, and is reported until the file is removed."""
+    from worker.observability import heartbeats
+
+    directory = Settings.from_env().heartbeat_dir
+    found = heartbeats(directory)
+    if args.pid is not None:
+        found = {pid: path for pid, path in found.items() if pid == args.pid}
+    if not found:
+        which = f"of worker pid {args.pid} " if args.pid is not None else ""
+        raise ServerError(f"no worker heartbeat {which}in {directory}")
+    for pid, heartbeat in sorted(found.items()):
+        try:
+            age = time.time() - heartbeat.stat().st_mtime
+        except FileNotFoundError:  # stopped cleanly since the listing
+            raise ServerError(f"worker pid {pid} has stopped") from None
+        if age > args.max_age:
+            raise ServerError(f"worker pid {pid}: heartbeat is {age:.0f}s old "
+                              f"(limit {args.max_age:.0f}s; {heartbeat})")
     return 0
 
 

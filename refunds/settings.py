@@ -12,7 +12,7 @@ from refunds.redis_url import MalformedRedisUrl, SentinelUrl, check_url, sentine
 DEFAULT_DATABASE_URL = "sqlite:///./refund-sink.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_SPOOL_DIR = "./.refund-sink/spool"
-DEFAULT_HEARTBEAT_FILE = "/tmp/refund-sink-worker.heartbeat"  # noqa: S108 - per container
+DEFAULT_HEARTBEAT_DIR = "/tmp/refund-sink-heartbeats"  # noqa: S108 - a file per worker
 
 
 class ConfigError(Exception):
@@ -37,7 +37,7 @@ class Settings:
     lock_timeout_ms: int = 10_000
     spool_dir: str = DEFAULT_SPOOL_DIR
     max_redeliveries: int = 5
-    heartbeat_file: str = DEFAULT_HEARTBEAT_FILE
+    heartbeat_dir: str = DEFAULT_HEARTBEAT_DIR
     metrics_port: int = 9191
     batch_size: int = 100
     batch_wait_ms: int = 50
@@ -45,6 +45,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        if env.get("REFUND_SINK_HEARTBEAT_FILE"):
+            raise ConfigError("REFUND_SINK_HEARTBEAT_FILE is replaced by REFUND_SINK_HEARTBEAT_DIR"
+                              " (each worker keeps its own heartbeat file there)")
         settings = cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             redis_url=env.get("REDIS_URL") or DEFAULT_REDIS_URL,
@@ -62,7 +65,7 @@ class Settings:
             lock_timeout_ms=_int(env, "REFUND_SINK_LOCK_TIMEOUT_MS", 10_000, minimum=1),
             spool_dir=env.get("REFUND_SINK_SPOOL_DIR") or DEFAULT_SPOOL_DIR,
             max_redeliveries=_int(env, "REFUND_SINK_MAX_REDELIVERIES", 5, minimum=1),
-            heartbeat_file=env.get("REFUND_SINK_HEARTBEAT_FILE") or DEFAULT_HEARTBEAT_FILE,
+            heartbeat_dir=env.get("REFUND_SINK_HEARTBEAT_DIR") or DEFAULT_HEARTBEAT_DIR,
             metrics_port=_int(env, "REFUND_SINK_METRICS_PORT", 9191, minimum=0),
             batch_size=_int(env, "REFUND_SINK_BATCH_SIZE", 100, minimum=1),
             batch_wait_ms=_int(env, "REFUND_SINK_BATCH_WAIT_MS", 50, minimum=1),

@@ -128,8 +128,8 @@ def make_settings(database_url: str, redis_url: str = "redis://127.0.0.1:1/0",
         "lock_timeout_ms": 500,
         "spool_dir": str(SPOOL_ROOT / uuid.uuid4().hex),
         "metrics_port": 0,  # tests that scrape a worker choose a free port
-        # in a directory that does not exist yet: the worker creates it
-        "heartbeat_file": str(SPOOL_ROOT / uuid.uuid4().hex / "worker.heartbeat"),
+        # a directory that does not exist yet: the worker creates it
+        "heartbeat_dir": str(SPOOL_ROOT / uuid.uuid4().hex / "heartbeats"),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

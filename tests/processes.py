@@ -36,7 +36,7 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
         REFUND_SINK_TASK_TIME_LIMIT=str(settings.task_time_limit),
         REFUND_SINK_MAX_REDELIVERIES=str(settings.max_redeliveries),
         REFUND_SINK_METRICS_PORT=str(settings.metrics_port),
-        REFUND_SINK_HEARTBEAT_FILE=settings.heartbeat_file,
+        REFUND_SINK_HEARTBEAT_DIR=settings.heartbeat_dir,
         REFUND_SINK_BATCH_SIZE=str(settings.batch_size),
         REFUND_SINK_BATCH_WAIT_MS=str(settings.batch_wait_ms),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -13,9 +14,13 @@ from typing import Any
 from celery import signals
 
 from refunds import logs
+from refunds.logs import event
 from refunds.settings import Settings
 
 log = logging.getLogger("refund_sink.worker")
+# Log events `refund-sink run` looks for in its worker's log, to say whether metrics are served.
+METRICS_SERVED = "worker metrics served"
+METRICS_NOT_SERVED = "worker metrics not served"
 
 
 def prepare_metrics_dir() -> None:
@@ -30,23 +35,48 @@ def prepare_metrics_dir() -> None:
 def install(settings: Settings) -> None:
     if "flower" in sys.argv[1:]:  # `celery -A worker flower` loads this app too
         read_only_flower()
-    heartbeat = Path(settings.heartbeat_file)
 
     def configure_logging(**_kwargs: Any) -> None:
         logs.configure(force=True)
 
+    # Each runs in the worker's main process: its pid names the heartbeat file.
     def on_ready(**_kwargs: Any) -> None:
         if settings.metrics_port:
             _start_metrics_server(settings.metrics_port)
-        _touch(heartbeat)
+        _touch(heartbeat_file(settings.heartbeat_dir, os.getpid()))
 
     def on_heartbeat(**_kwargs: Any) -> None:
-        _touch(heartbeat)
+        _touch(heartbeat_file(settings.heartbeat_dir, os.getpid()))
+
+    def on_shutdown(**_kwargs: Any) -> None:
+        heartbeat_file(settings.heartbeat_dir, os.getpid()).unlink(missing_ok=True)
 
     # Connecting to setup_logging also stops Celery from configuring logging itself.
     signals.setup_logging.connect(configure_logging, weak=False)
     signals.worker_ready.connect(on_ready, weak=False)
     signals.heartbeat_sent.connect(on_heartbeat, weak=False)
+    signals.worker_shutdown.connect(on_shutdown, weak=False)
+
+
+def heartbeat_file(directory: str, pid: int) -> Path:
+    """The heartbeat of the worker whose main process is `pid` on this host: its own file,
+    `<pid>@<host>`, so one worker's beat never stands for another's."""
+    return Path(directory) / f"{pid}@{socket.gethostname()}"
+
+
+def heartbeats(directory: str) -> dict[int, Path]:
+    """This host's worker heartbeat files in `directory`, by the worker's pid."""
+    host = socket.gethostname()
+    try:
+        names = [path.name for path in Path(directory).iterdir()]
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for name in names:
+        pid, at, on = name.partition("@")
+        if at and on == host and pid.isdigit():
+            found[int(pid)] = Path(directory) / name
+    return found
 
 
 def _touch(heartbeat: Path) -> None:
@@ -84,6 +114,7 @@ def _start_metrics_server(port: int) -> None:
     try:
         start_http_server(port, registry=registry)
     except OSError as error:
-        log.warning("metrics port %d unavailable (%s); worker metrics not served", port, error)
+        event(log, METRICS_NOT_SERVED, logging.WARNING, port=port,
+              error=error.strerror or str(error))
         return
-    log.info("worker metrics on port %d", port)
+    event(log, METRICS_SERVED, port=port)

@@ -148,7 +148,7 @@ def scenario_settings(database_url: str, redis_url: str, spool: Path, run: RunSe
         retry_base_seconds=run.retry_base_seconds, retry_max_seconds=run.retry_max_seconds,
         max_retries=run.max_retries, max_redeliveries=run.max_redeliveries,
         lock_timeout_ms=run.lock_timeout_ms, spool_dir=str(spool / tag),
-        metrics_port=0, heartbeat_file=str(spool / f"{tag}.heartbeat"),
+        metrics_port=0, heartbeat_dir=str(spool / f"{tag}.heartbeats"),
         batch_size=run.batch_size,
     )
 

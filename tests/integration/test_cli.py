@@ -278,7 +278,7 @@ def test_spool_list_and_retry(redis_url: str, key_prefix: str, tmp_path: Path) -
         (["worker", "--concurrency", "0"],
          "worker: argument --concurrency: must be at least 1, got 0"),
         (["worker-alive", "--max-age", "-5"],
-         "worker-alive: argument --max-age: must be a positive number of seconds, got -5"),
+         "worker-alive: argument --max-age: must be a number of seconds, 0 or more, got -5"),
         (["send", str(EXAMPLE), "--url", "notaurl"],
          "send: argument --url: must be an http(s) URL, got 'notaurl'"),
     ],

@@ -4,6 +4,8 @@ worker (and a real Flower) process."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -249,6 +251,38 @@ def test_worker_heartbeat_answers_the_liveness_probe(run: Any) -> None:
     stale = subprocess.run([*command, "--max-age", "0"], env=env, capture_output=True,
                            text=True)
     assert stale.returncode == 1 and "heartbeat is" in stale.stderr
-    missing = subprocess.run(command, env=env | {"REFUND_SINK_HEARTBEAT_FILE": "/nonexistent"},
+    missing = subprocess.run(command, env=env | {"REFUND_SINK_HEARTBEAT_DIR": "/nonexistent"},
                              capture_output=True, text=True)
     assert missing.returncode == 1 and "no worker heartbeat" in missing.stderr
+
+
+def test_a_stopped_worker_is_not_reported_alive_because_another_is(
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    # given two workers on this host, sharing the heartbeat settings
+    settings = make_settings(pg_url, redis_url, key_prefix)
+    env = environment(settings)
+    probe = [str(Path(sys.executable).parent / "refund-sink"), "worker-alive", "--max-age", "5"]
+
+    def alive(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*probe, *args], env=env, capture_output=True, text=True)
+
+    with workers(settings, tmp_path, count=2, concurrency=1) as [stopped, running]:
+        wait_for(lambda: alive().returncode == 0, 30, "no heartbeat")
+        # when one of them stops (frozen: its process is still there, its heartbeat is not)
+        os.killpg(stopped.process.pid, signal.SIGSTOP)
+        try:
+            time.sleep(8)  # past --max-age; the other one beats every 2 s
+            # then the probe names the stopped one, and still answers for the running one
+            found = alive()
+            assert found.returncode == 1
+            assert f"pid {stopped.process.pid}" in found.stderr, found.stderr
+            assert alive("--pid", str(stopped.process.pid)).returncode == 1
+            assert alive("--pid", str(running.process.pid)).returncode == 0
+        finally:
+            os.killpg(stopped.process.pid, signal.SIGCONT)
+        wait_for(lambda: alive().returncode == 0, 15, "the woken worker does not beat again")
+        # and a worker that stops cleanly takes its heartbeat with it
+        stopped.stop()
+        assert alive("--pid", str(stopped.process.pid)).returncode == 1
+        assert alive().returncode == 0

@@ -23,6 +23,8 @@ def test_defaults_keep_time_limit_and_retry_delays_below_the_visibility_timeout(
         ({"REFUND_SINK_MAX_BODY_BYTES": "0"}, "REFUND_SINK_MAX_BODY_BYTES"),
         ({"REFUND_SINK_RETRY_BASE_SECONDS": "-1"}, "REFUND_SINK_RETRY_BASE_SECONDS"),
         ({"GENSTORE_NAIVE_TZ": "Mars/Olympus"}, "GENSTORE_NAIVE_TZ"),
+        # renamed: one file per worker now, so the old name must not be silently ignored
+        ({"REFUND_SINK_HEARTBEAT_FILE": "/tmp/hb"}, "REFUND_SINK_HEARTBEAT_DIR"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(env: dict[str, str], named: str) -> None:
