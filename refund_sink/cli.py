@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -10,7 +11,7 @@ from typing import NoReturn
 import redis
 import sqlalchemy.exc
 
-from refund_sink import operations, processes, send, spool_commands
+from refund_sink import operations, processes, send, spool_commands, state_folder
 from refund_sink.servers import ServerError
 from refunds.settings import ConfigError
 from worker.handling import describe
@@ -37,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        if handler is not processes.run_embedded:  # `run` decides and records; others follow
+            state_folder.use_recorded_addresses(os.environ)
         return handler(args)
     except KeyboardInterrupt:
         return 130

@@ -1,5 +1,6 @@
 """`refund-sink run`: SQLite file, a private Redis, migrations, ingest, worker and Flower, all
-started from one command and stopped together with Ctrl-C."""
+started from one command and stopped together with Ctrl-C. One `run` per folder: it holds the
+folder's lock and records where its sink is for the other commands (refund_sink.state_folder)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 from types import FrameType
 
 from refund_sink.servers import ServerError, free_port, start_redis
+from refund_sink.state_folder import (
+    DATA_DIR,
+    SECRET_FILE,
+    SECRET_FROM_ENVIRONMENT,
+    Record,
+    RunLock,
+)
+from refunds.settings import Settings
 
-DATA_DIR = Path(".refund-sink")
-SECRET_FILE = DATA_DIR / "secret"
 EXAMPLE = "examples/genstore-refund-event.json"
 
 
@@ -26,19 +32,27 @@ class EmbeddedSink:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.stopping = False
         self.flower_port = free_port()
+        self.worker_metrics = ""  # what the announcement says of them
 
     def run(self) -> int:
         # Explicit, so Ctrl-C stops it even when started from a shell that ignores SIGINT.
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        lock = RunLock()
+        lock.acquire()  # before anything starts: a second `run` here stops at once
         try:
             env = self._environment()
             self._migrate(env)
             self._start_processes(env)
+            secret_source = (SECRET_FROM_ENVIRONMENT if os.environ.get(SECRET_FROM_ENVIRONMENT)
+                             else str(SECRET_FILE))
+            Record.of(env, webhook_url=f"{self._url()}/webhooks/genstore",
+                      secret_source=secret_source).write()
             self._announce(env)
             self._watch()
         finally:
             self._stop()
+            lock.release()
         print("refund-sink stopped", flush=True)
         return 0
 
@@ -65,20 +79,64 @@ class EmbeddedSink:
 
     def _start_processes(self, env: dict[str, str]) -> None:
         from refund_sink.processes import gunicorn_command, with_metrics_dir, worker_command
-        from refunds.settings import Settings
 
         settings = Settings.from_env(env)
         self._spawn("ingest", gunicorn_command(f"{self.host}:{self.port}", 2),
                     with_metrics_dir(env))
-        self._spawn("worker", worker_command(settings, 1), with_metrics_dir(env))
+        worker_log_from = self._log_size("worker")
+        worker = self._spawn("worker", worker_command(settings, 1), with_metrics_dir(env))
+        self._wait_until_serving()
+        self._wait_for_worker(settings, worker.pid)
+        self.worker_metrics = self._worker_metrics(settings, worker_log_from)
+        # Once the worker answers: Flower asks it for its configuration as it starts, and
+        # logs "Inspect method ... failed" for every question asked before it could answer.
         flower = [sys.executable, "-m", "celery", "-A", "worker", "flower",
                   "--address=127.0.0.1", f"--port={self.flower_port}"]
         self._spawn("flower", flower, env)
-        self._wait_until_serving()
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+    def _spawn(self, name: str, command: list[str],
+               env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = open(DATA_DIR / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-        self.children.append((name, subprocess.Popen(command, env=env, stdout=log, stderr=log)))
+        child = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        self.children.append((name, child))
+        return child
+
+    @staticmethod
+    def _log_size(name: str) -> int:
+        try:
+            return (DATA_DIR / f"{name}.log").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _wait_for_worker(self, settings: Settings, pid: int, timeout: float = 60.0) -> None:
+        """Ready once it touched its heartbeat file (after starting its metrics server)."""
+        from worker.observability import heartbeat_file
+
+        deadline = time.monotonic() + timeout
+        while not heartbeat_file(settings.heartbeat_dir, pid).exists():
+            self._check_children()
+            if time.monotonic() > deadline:
+                raise ServerError(f"worker not ready within {timeout:.0f}s; "
+                                  f"see {DATA_DIR}/worker.log")
+            time.sleep(0.2)
+
+    @staticmethod
+    def _worker_metrics(settings: Settings, log_from: int) -> str:
+        """Where the worker serves its metrics, or why it does not (from its log events)."""
+        from worker.observability import METRICS_NOT_SERVED
+
+        port = settings.metrics_port
+        if not port:
+            return "worker metrics off (REFUND_SINK_METRICS_PORT=0)"
+        with (DATA_DIR / "worker.log").open("rb") as log:
+            log.seek(log_from)
+            lines = log.read().decode(errors="replace").splitlines()
+        for line in lines:
+            if METRICS_NOT_SERVED in line:
+                why = "is taken" if "in use" in line else "could not be opened"
+                return (f"worker metrics not served: port {port} {why} "
+                        "(REFUND_SINK_METRICS_PORT chooses another)")
+        return f"http://127.0.0.1:{port}/metrics (worker)"
 
     def _wait_until_serving(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -102,8 +160,11 @@ class EmbeddedSink:
             f"  database:  {env['DATABASE_URL']}\n"
             f"  broker:    {env['REDIS_URL']}\n"
             f"  flower:    http://127.0.0.1:{self.flower_port}\n"
+            f"  metrics:   {self._url()}/metrics (ingest), {self.worker_metrics}\n"
             f"  logs:      {DATA_DIR}/*.log\n"
-            f"try:  refund-sink send {EXAMPLE} --url {self._url()}/webhooks/genstore\n"
+            f"Other refund-sink commands run in this folder (send, dlq, token, spool) use\n"
+            f"this sink's database and broker (recorded in {DATA_DIR}/run.json).\n"
+            f"try:  refund-sink send {EXAMPLE}\n"
             f"then: refund-sink token create --scopes read_refunds\n"
             "Ctrl-C stops everything.",
             flush=True,
