@@ -9,8 +9,7 @@ import tempfile
 import time
 from typing import Any
 
-import redis
-
+from broker.redis_client import redis_client
 from refund_sink import arguments
 from refund_sink.servers import ServerError
 from refunds.settings import Settings
@@ -83,7 +82,7 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2).ping()
+    redis_client(settings, timeout=2).ping()  # a redis:// or sentinel:// REDIS_URL
     command = worker_command(settings, args.concurrency)
     os.execve(command[0], command, with_metrics_dir(dict(os.environ)))
     return 0  # pragma: no cover
