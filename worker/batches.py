@@ -21,7 +21,8 @@ from celery_batches.trace import apply_batches_task
 
 from broker.app import TASK_NAME
 from refunds.settings import Settings
-from worker.runner import Disposal, Runner, TaskMessage, retry_publisher
+from worker.runner import Disposal, Runner, TaskMessage, Verdict, retry_publisher
+from worker.task_events import task_event
 
 log = logging.getLogger("refund_sink.worker")
 
@@ -57,15 +58,16 @@ class DeliveryBatches(Batches):  # type: ignore[misc]
                                kwargs=request.kwargsrepr,
                                retries=request.request_dict.get("retries", 0))
 
-        def on_return(outcomes: dict[str, str] | None) -> None:
+        def on_return(outcomes: dict[str, Verdict] | None) -> None:
             runtime = time.monotonic() - started
             for request in requests:
-                outcome = None if outcomes is None else outcomes.get(request.id)
-                if outcome is None or outcome == Disposal.REQUEUE:
+                verdict = None if outcomes is None else outcomes.get(request.id)
+                if verdict is None or verdict.outcome == Disposal.REQUEUE:
                     request.reject(requeue=True)  # sends the task-rejected event
                 else:
                     request.acknowledge()
-                    request.send_event("task-succeeded", result=repr(outcome), runtime=runtime)
+                    kind, fields = task_event(verdict)  # Flower: succeeded, failed or retried
+                    request.send_event(kind, runtime=runtime, **fields)
 
         def on_error(failure: Any) -> None:
             """The pool process died or hit the hard time limit: return the whole batch."""
@@ -90,7 +92,7 @@ def register_batch_task(app: Celery, settings: Settings) -> Task:
     @app.task(name=TASK_NAME, base=DeliveryBatches, bind=True,  # type: ignore[untyped-decorator]
               flush_every=settings.batch_size, flush_interval=settings.batch_wait_ms / 1000,
               time_limit=settings.task_time_limit)
-    def apply_deliveries(self: Task, requests: list[SimpleRequest]) -> dict[str, str]:
+    def apply_deliveries(self: Task, requests: list[SimpleRequest]) -> dict[str, Verdict]:
         nonlocal runner
         runner = runner or Runner(settings, retry_publisher(self))
         return runner.run([TaskMessage(r.id, r.request_dict.get("retries", 0), r.args)

@@ -66,8 +66,7 @@ class DeliveryHandler:
                   shop=delivery.shop, attempt=attempt, error=describe(error),
                   retry_in_s=round(delay, 2))
             return delay
-        reason = "retries_exhausted" if transient else "internal_error"
-        return self._dead_letter(delivery, reason, describe(error), attempt)
+        return self._dead_letter(delivery, dead_letter_reason(error), describe(error), attempt)
 
     def _attempts_allowed(self, error: Exception) -> int:
         """REFUND_SINK_MAX_RETRIES; one more when the last attempt lost the database (it may
@@ -125,6 +124,12 @@ _EVENTS = {
     Outcome.DUPLICATE_MESSAGE: "delivery duplicate",
     Outcome.DEAD_LETTERED: "delivery dead-lettered",
 }
+
+
+def dead_letter_reason(error: Exception) -> str:
+    """The reason of the dead letter a delivery becomes when its attempt failed with `error`
+    and it gets no further attempt."""
+    return "retries_exhausted" if is_transient(error) else "internal_error"
 
 
 def describe(error: BaseException) -> str:

@@ -3,15 +3,19 @@ message either way, and both handing their messages to the one runner (worker.ru
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject
 
 from broker.app import TASK_NAME
 from refunds.settings import Settings
 from worker.batches import register_batch_task
 from worker.runner import Disposal, Runner, TaskMessage, retry_publisher
+from worker.task_events import task_event
+
+log = logging.getLogger("refund_sink.worker")
 
 
 def register_tasks(app: Celery, settings: Settings) -> Task:
@@ -27,9 +31,24 @@ def register_tasks(app: Celery, settings: Settings) -> Task:
         nonlocal runner
         runner = runner or Runner(settings, retry_publisher(self))
         message = TaskMessage(self.request.id, self.request.retries, args)
-        outcome = runner.run([message])[message.id]
-        if outcome == Disposal.REQUEUE:  # rejected with requeue: the message comes back
-            raise Reject(outcome, requeue=True)
-        return outcome
+        verdict = runner.run([message])[message.id]
+        if verdict.outcome == Disposal.REQUEUE:  # rejected with requeue: the message comes back
+            raise Reject(verdict.outcome, requeue=True)
+        kind, fields = task_event(verdict)
+        if kind == "task-succeeded":
+            return verdict.outcome
+        # A dead letter or a retry: its effect is committed, so the message is acknowledged
+        # (Ignore), and Flower shows the task failed or retried, not SUCCESS.
+        _send_event(self, kind, fields)
+        raise Ignore()
 
     return apply_delivery
+
+
+def _send_event(task: Task, kind: str, fields: dict[str, Any]) -> None:
+    """Best effort: a broker that cannot take the event cannot take the ack either."""
+    try:
+        task.send_event(kind, retry=False, **fields)
+    except Exception as error:
+        log.warning("%s event not sent for task %s: %s", kind, task.request.id,
+                    type(error).__name__)

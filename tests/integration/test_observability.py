@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from ingest import create_app
 from refund_sink.servers import free_port
 from refunds.db import session_factory
-from refunds.models import DeadLetter, DeliveryClaim
+from refunds.models import DeadLetter, DeliveryClaim, Refund
 from refunds.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -219,10 +219,62 @@ def test_flower_shows_tasks_behind_basic_auth_and_cannot_apply(
         stop(flower)
 
 
-def _task(base: str, auth: dict[str, str]) -> dict[str, Any]:
+def _task(base: str, auth: dict[str, str], delivery_id: str = "flower-1") -> dict[str, Any]:
     tasks = json.loads(_get(base + "/api/tasks", auth))
-    found = [t for t in tasks.values() if "flower-1" in (t.get("args") or "")]
+    found = [t for t in tasks.values() if f"'{delivery_id}'" in (t.get("args") or "")]
     return found[0] if found else {}
+
+
+@pytest.mark.parametrize("batch_size", [1, 20], ids=["one", "batches"])
+def test_flower_shows_a_dead_letter_as_failed_and_a_retry_as_a_retry(
+    pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path, batch_size: int
+) -> None:
+    settings = make_settings(pg_url, redis_url, key_prefix, batch_size=batch_size,
+                             max_retries=100, retry_base_seconds=0.5, retry_max_seconds=1)
+    client = create_app(settings).test_client()
+    port = free_port()
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "flower", "--address=127.0.0.1",
+         f"--port={port}", "--basic-auth=ops:s3cret"], env=environment(settings),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Basic " + b64encode(b"ops:s3cret").decode()}
+
+    def send(body: bytes, delivery_id: str) -> None:
+        client.post("/webhooks/genstore", data=body, headers=genstore_headers(
+            body, SECRET, **{"X-Genstore-Webhook-Id": delivery_id}))
+
+    def task(delivery_id: str) -> dict[str, Any]:
+        return _task(base, auth, delivery_id)
+
+    try:
+        wait_for(lambda: _status(base + "/api/workers", auth) == 200, 60, "flower not up")
+        with workers(settings, tmp_path, concurrency=1):
+            # given a delivery that is dead-lettered at once
+            send(b'{"refund": broken', "flower-dead")
+            wait_for(lambda: task("flower-dead").get("state") in ("SUCCESS", "FAILURE"), 60,
+                     "dead letter not shown")
+            # then Flower shows it failed, with its reason
+            dead = task("flower-dead")
+            assert dead["state"] == "FAILURE", dead
+            assert "invalid_json" in dead["exception"]
+            # given a refund whose row another transaction holds past the lock timeout
+            send(to_body(camel_event(refund_id="71")), "flower-first")
+            wait_for(lambda: task("flower-first").get("state") == "SUCCESS", 60, "not applied")
+            with session_factory(settings).begin() as session:
+                session.execute(select(Refund).where(Refund.refund_id == "71").with_for_update())
+                send(to_body(camel_event(refund_id="71", update_time="2025-03-01T11:00:00Z")),
+                     "flower-retried")
+                # then Flower shows the attempt that failed as a retry, with its cause
+                wait_for(lambda: task("flower-retried").get("retried") is not None, 60,
+                         "retry not shown")
+            wait_for(lambda: task("flower-retried").get("state") == "SUCCESS", 60,
+                     "retried delivery not applied")
+            retried = task("flower-retried")
+            assert "LockNotAvailable" in retried["exception"], retried
+            assert retried["result"] == "'applied'"
+    finally:
+        stop(flower)
 
 
 def _get(url: str, headers: dict[str, str]) -> str:

@@ -8,6 +8,7 @@ import json
 import signal
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -112,3 +113,10 @@ def test_a_second_run_in_the_folder_refuses_in_one_line(running: Running) -> Non
 def test_the_start_up_message_says_worker_metrics_are_not_served(running: Running) -> None:
     assert (f"worker metrics not served: port {running.metrics_port} is taken"
             in running.output())
+
+
+def test_flower_asks_the_worker_only_once_it_answers(running: Running) -> None:
+    flower_log = running.folder / ".refund-sink" / "flower.log"
+    wait_for(lambda: "Connected to" in flower_log.read_text(), 30, "flower not connected")
+    time.sleep(3)  # Flower inspects the workers as it starts, each question timing out at 1 s
+    assert "Inspect method" not in flower_log.read_text()

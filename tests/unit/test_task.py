@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from celery.exceptions import Reject, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 from conftest import make_settings
 from deliveries import batch_request, delivery
 from payloads import camel_event
@@ -14,27 +14,34 @@ from payloads import camel_event
 from broker.app import make_celery
 from broker.wire import to_wire
 from worker.handling import DeliveryHandler
-from worker.runner import Disposal
+from worker.runner import Disposal, Verdict
 from worker.tasks import register_tasks
 
 UNREACHABLE_DB = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
 
 
-def run_task(monkeypatch: pytest.MonkeyPatch, publish: Any) -> str:
+def run_task(monkeypatch: pytest.MonkeyPatch, publish: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The task events the message's task sent: a retry's or a dead letter's (it is then
+    acknowledged with Ignore); a requeue raises Reject."""
     settings = make_settings(UNREACHABLE_DB, batch_size=1)
     task = register_tasks(make_celery(settings), settings)
     monkeypatch.setattr(task, "apply_async", publish)
+    events: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(task, "send_event", lambda kind, **fields: events.append((kind, fields)))
     task.push_request(retries=0, id="t-1", called_directly=False, is_eager=False)
     try:
-        outcome: str = task.run(to_wire(delivery(camel_event())))
-        return outcome
+        with pytest.raises(Ignore):
+            task.run(to_wire(delivery(camel_event())))
+        return events
     finally:
         task.pop_request()
 
 
 def test_database_down_schedules_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     published: list[dict[str, Any]] = []
-    assert run_task(monkeypatch, lambda *a, **options: published.append(options)) == Disposal.RETRY
+    [(kind, fields)] = run_task(monkeypatch, lambda *a, **options: published.append(options))
+    # shown as a retry, with its cause
+    assert kind == "task-retried" and "OperationalError" in fields["exception"]
     [retry] = published
     # the same message; the attempt is held, not counted, while the database is down
     assert (retry["task_id"], retry["retries"]) == ("t-1", 0)
@@ -58,8 +65,8 @@ def run_batch(monkeypatch: pytest.MonkeyPatch, publish: Any, size: int = 3) -> d
     task = register_tasks(make_celery(settings), settings)
     monkeypatch.setattr(task, "apply_async", publish)
     requests = [batch_request(delivery(camel_event()), f"t-{n}", retries=n) for n in range(size)]
-    outcomes: dict[str, str] = task.run(requests)
-    return outcomes
+    verdicts: dict[str, Verdict] = task.run(requests)
+    return {message_id: verdict.outcome for message_id, verdict in verdicts.items()}
 
 
 def test_database_down_retries_every_delivery_of_a_batch(
