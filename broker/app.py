@@ -32,9 +32,10 @@ def make_celery(settings: Settings) -> Celery:
         # Ack after the effect is committed; a lost worker puts the message back.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # The task handles its own failures (retry or dead letter); an exception that still
-        # escapes (a retry that could not be published, a hard time limit) must leave the
-        # message to come back after the visibility timeout, not be acknowledged and lost.
+        # The task handles its own failures (retry or dead letter). An exception that still
+        # escapes (a hard time limit) is then not acknowledged but rejected without requeue,
+        # which on Redis removes the message too: its ledger entry stays unsettled, and the
+        # sweeper publishes it again once older than the visibility timeout.
         task_acks_on_failure_or_timeout=False,
         # A batch's worth per process (one message when REFUND_SINK_BATCH_SIZE=1): a dead
         # worker's prefetched messages come back after the visibility timeout like any other.
