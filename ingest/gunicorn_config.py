@@ -25,6 +25,9 @@ threads = 64
 # race gunicorn's close and answer a POST with 502.
 keepalive = 0
 graceful_timeout = 20
+# gunicorn >= 25.1 opens a control socket at one path per user (~/.gunicorn/gunicorn.ctl),
+# which several ingests on one host (tests, two sinks) would share; nothing here uses it.
+control_socket_disable = True
 
 
 def child_exit(_server: Any, worker: Any) -> None:
