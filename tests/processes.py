@@ -3,6 +3,7 @@ exactly as an operator would."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from backing_services import stop
 
+from refund_sink.servers import free_port
 from refunds.settings import Settings
 
 POISON_WORKER = Path(__file__).with_name("poison_worker.py")
@@ -100,3 +102,33 @@ def wait_for(condition: Callable[[], bool], timeout: float, message: str) -> flo
             return time.monotonic() - started
         time.sleep(0.2)
     raise AssertionError(f"{message} (after {timeout:.0f}s)")
+
+
+@contextmanager
+def ingest(settings: Settings, log: Path, workers: int | None = None) -> Iterator[int]:
+    """`refund-sink ingest --bind 127.0.0.1:PORT` (with `--workers`, if given; else its own
+    defaults) on a free port, run in the log's folder; yields the port once it answers."""
+    port = free_port()
+    env = environment(settings, REFUND_SINK_SPOOL_DIR=settings.spool_dir,
+                      PROMETHEUS_MULTIPROC_DIR=str(log.parent))
+    command = [sys.executable, "-m", "refund_sink.cli", "ingest", "--bind", f"127.0.0.1:{port}"]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   cwd=log.parent)
+    try:
+        wait_for(lambda: answers(port), 30, f"ingest not serving: {log}")
+        yield port
+    finally:
+        stop(process)
+
+
+def answers(port: int) -> bool:
+    """Whether a server on this port answers GET /healthz with 200."""
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False

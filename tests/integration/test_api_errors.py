@@ -7,24 +7,20 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from backing_services import stop
 from conftest import make_settings
 from deliveries import apply, delivery
 from flask import Flask
 from flask.testing import FlaskClient
 from payloads import camel_event, to_body
-from processes import environment, wait_for
+from processes import ingest
 from werkzeug.test import TestResponse
 
 from ingest import create_app, refunds_api
-from refund_sink.processes import gunicorn_command
-from refund_sink.servers import free_port
 from refunds import tokens
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
@@ -227,24 +223,8 @@ def test_dead_letters_are_paged_with_cursors(client: FlaskClient,
 def served(sqlite_url: str, redis_url: str, key_prefix: str, tmp_path: Path) -> Any:
     """The ingest under gunicorn, as `refund-sink ingest` runs it."""
     settings = make_settings(sqlite_url, redis_url, key_prefix)
-    port = free_port()
-    env = environment(settings, REFUND_SINK_SPOOL_DIR=settings.spool_dir,
-                      PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
-    with (tmp_path / "ingest.log").open("wb") as log:
-        process = subprocess.Popen(gunicorn_command(f"127.0.0.1:{port}", 1), env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-
-    def answers() -> bool:
-        try:
-            return raw_request(port, "GET", "/healthz", {})[0] == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(answers, 30, "ingest not serving")
+    with ingest(settings, tmp_path / "ingest.log", workers=1) as port:
         yield port
-    finally:
-        stop(process)
 
 
 def raw_request(port: int, method: str, path: str,

@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import http.client
 import random
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from backing_services import stop
 from conftest import SECRET, make_settings
 from deliveries import view
 from oracle import actual_state, expected_state
 from payloads import camel_event, to_body
-from processes import environment, wait_for, workers
+from processes import ingest, wait_for, workers
 from signing import genstore_headers
 from sqlalchemy import func, select
 
-from refund_sink.processes import gunicorn_command
-from refund_sink.servers import free_port
 from refunds.db import session_factory
 from refunds.models import DeliveryClaim
 
@@ -49,38 +45,20 @@ def test_two_ingest_and_three_worker_processes(
     pg_url: str, redis_url: str, key_prefix: str, tmp_path: Path
 ) -> None:
     settings = make_settings(pg_url, redis_url, key_prefix)
-    port = free_port()
-    env = environment(settings, REFUND_SINK_SPOOL_DIR=settings.spool_dir,
-                      PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
-    with (tmp_path / "ingest.log").open("wb") as log:
-        ingest = subprocess.Popen(gunicorn_command(f"127.0.0.1:{port}", 2), env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
     sent, by_refund = traffic(random.Random(5))
-    try:
-        wait_for(lambda: _answers(port), 30, "ingest not serving")
-        with workers(settings, tmp_path, count=3, concurrency=1):
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            for delivery_id, payload in sent:
-                body = to_body(payload)
-                connection.request("POST", "/webhooks/genstore", body, genstore_headers(
-                    body, SECRET, **{"X-Genstore-Webhook-Id": delivery_id}))
-                response = connection.getresponse()
-                response.read()
-                assert response.status == 202
-            wait_for(lambda: _recorded(settings) == 240, 120, "not all deliveries applied")
-    finally:
-        stop(ingest)
+    with ingest(settings, tmp_path / "ingest.log", workers=2) as port, \
+            workers(settings, tmp_path, count=3, concurrency=1):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for delivery_id, payload in sent:
+            body = to_body(payload)
+            connection.request("POST", "/webhooks/genstore", body, genstore_headers(
+                body, SECRET, **{"X-Genstore-Webhook-Id": delivery_id}))
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 202
+        wait_for(lambda: _recorded(settings) == 240, 120, "not all deliveries applied")
     for refund_id, payloads in by_refund.items():
         assert actual_state(view(settings, refund_id)) == expected_state(payloads), refund_id
-
-
-def _answers(port: int) -> bool:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
 
 
 def _recorded(settings: Any) -> int:

@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ import pytest
 from backing_services import stop
 from conftest import SECRET, make_settings
 from payloads import camel_event, to_body
-from processes import environment, wait_for
+from processes import answers, ingest, wait_for
 from queued_messages import queued
 from signing import genstore_headers
 
@@ -39,23 +38,6 @@ ANSWER_WITHIN = 1.0
 NGINX_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 SLOW_REQUEST = (b"POST /webhooks/genstore HTTP/1.1\r\nHost: sink\r\n"
                 b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
-
-
-@contextmanager
-def refund_sink_ingest(settings: Settings, log: Path) -> Iterator[int]:
-    """`refund-sink ingest --bind 127.0.0.1:PORT` with its default workers and flags."""
-    port = free_port()
-    env = environment(settings, REFUND_SINK_SPOOL_DIR=settings.spool_dir,
-                      PROMETHEUS_MULTIPROC_DIR=str(log.parent))
-    command = [sys.executable, "-m", "refund_sink.cli", "ingest", "--bind", f"127.0.0.1:{port}"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   cwd=log.parent)
-    try:
-        wait_for(lambda: _answers(port), 30, f"ingest not serving: {log}")
-        yield port
-    finally:
-        stop(process)
 
 
 @contextmanager
@@ -93,7 +75,7 @@ def compose_proxy(ingest_port: int, tmp_path: Path) -> Iterator[tuple[int, int]]
             [nginx, "-e", "stderr", "-p", f"{tmp_path}/", "-c", str(conf), "-g", "daemon off;"],
             stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: _answers(api), 10, "nginx not serving")
+        wait_for(lambda: answers(api), 10, "nginx not serving")
         yield public, api
     finally:
         stop(process)
@@ -145,20 +127,20 @@ def test_slow_connections_do_not_hold_up_deliveries(
     ingest_settings: Settings, tmp_path: Path
 ) -> None:
     # given the ingest as `refund-sink ingest` runs it, bare
-    with refund_sink_ingest(ingest_settings, tmp_path / "ingest.log") as port:
+    with ingest(ingest_settings, tmp_path / "ingest.log") as port:
         # when deliveries arrive while 50 slow connections hang
         late = deliveries_while_slow_clients_hang(port)
         # then every one is accepted within the time allowed
         assert late == [], f"{len(late)} of {DELIVERIES} not answered 202 within 1 s: {late}"
         assert len(queued(ingest_settings)) == DELIVERIES
-        assert _answers(port)
+        assert answers(port)
 
 
 def test_the_compose_proxy_buffers_slow_clients_and_passes_only_the_webhook(
     ingest_settings: Settings, tmp_path: Path
 ) -> None:
     # given the ingest behind the compose proxy
-    with refund_sink_ingest(ingest_settings, tmp_path / "ingest.log") as ingest_port, \
+    with ingest(ingest_settings, tmp_path / "ingest.log") as ingest_port, \
             compose_proxy(ingest_port, tmp_path) as (public, api):
         # when deliveries arrive through it while 50 slow connections hang on it
         late = deliveries_while_slow_clients_hang(public)
@@ -190,12 +172,3 @@ def _answer(port: int, method: str, path: str, length: int = 0) -> tuple[int, ob
         return response.status, json.loads(response.read() or b"null")
     finally:
         connection.close()
-
-
-def _answers(port: int) -> bool:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
