@@ -119,6 +119,17 @@ def _in_background(target: Callable[[], object]) -> threading.Thread:
     return thread
 
 
+def _steady_traffic(context: Context, load: Load, seed: int, prefix: str, seconds: float,
+                    rate: float | None = None) -> tuple[Plan, threading.Thread]:
+    """Shuffled refunds sent for `seconds` at a steady rate (50/s at full size unless given),
+    from now on in the background: the plan, and the sender to join."""
+    rng = random.Random(context.seed + seed)
+    per_second = rate or max(10.0, 50 * min(context.size, 1.0))
+    deliveries = traffic.shuffled(
+        traffic.messages(int(per_second * seconds), rng, prefix), rng)
+    return Plan(deliveries), _in_background(lambda: load.send(deliveries, rate=per_second))
+
+
 def _applied(pipeline: Pipeline) -> int:
     return (outcomes(pipeline.settings) or (0, 0))[0]
 
@@ -165,15 +176,10 @@ def _kill(pipeline: Pipeline, kind: str, rng: random.Random) -> str:
 # 2. Redis outage --------------------------------------------------------------------------
 
 def redis_outage(context: Context, pipeline: Pipeline, load: Load) -> Plan:
-    rng = random.Random(context.seed + 2)
     before, outage, after = (context.seconds(10, 2), context.seconds(30, 4),
                              context.seconds(20, 3))
-    rate = max(10.0, 50 * min(context.size, 1.0))
-    deliveries = traffic.shuffled(
-        traffic.messages(int(rate * (before + outage + after)), rng, "redis"), rng)
-    plan = Plan(deliveries)
     start = time.monotonic()
-    sender = _in_background(lambda: load.send(deliveries, rate=rate))
+    plan, sender = _steady_traffic(context, load, 2, "redis", before + outage + after)
     time.sleep(before)
     context.redis.stop()
     down = time.monotonic()
@@ -216,15 +222,10 @@ def _watch_spool(url: str, seconds: float) -> int:
 # 3. PostgreSQL restart --------------------------------------------------------------------
 
 def postgres_restart(context: Context, pipeline: Pipeline, load: Load) -> Plan:
-    rng = random.Random(context.seed + 3)
     before, down_for, after = (context.seconds(10, 2), context.seconds(10, 2),
                                context.seconds(20, 3))
-    rate = max(10.0, 50 * min(context.size, 1.0))
-    deliveries = traffic.shuffled(
-        traffic.messages(int(rate * (before + down_for + after)), rng, "pg"), rng)
-    plan = Plan(deliveries)
     start = time.monotonic()
-    sender = _in_background(lambda: load.send(deliveries, rate=rate))
+    plan, sender = _steady_traffic(context, load, 3, "pg", before + down_for + after)
     time.sleep(before)
     context.postgres.stop("fast")
     down = time.monotonic()
@@ -246,14 +247,10 @@ def postgres_outage(context: Context, pipeline: Pipeline, load: Load) -> Plan:
     """Five minutes without the database under steady traffic: the workers stop fetching
     (the breaker), attempts that fail meanwhile are held, not counted, and nothing may end
     as a dead letter."""
-    rng = random.Random(context.seed + 7)
     before, down_for, after = (context.seconds(10, 2), context.seconds(300, 20),
                                context.seconds(20, 3))
     rate = 10.0
-    deliveries = traffic.shuffled(
-        traffic.messages(int(rate * (before + down_for + after)), rng, "pgo"), rng)
-    plan = Plan(deliveries)
-    sender = _in_background(lambda: load.send(deliveries, rate=rate))
+    plan, sender = _steady_traffic(context, load, 7, "pgo", before + down_for + after, rate)
     time.sleep(before)
     context.postgres.stop("fast")
     time.sleep(down_for)
@@ -315,18 +312,13 @@ def sentinel_failover(context: Context, pipeline: Pipeline, load: Load) -> Plan:
     only it held would be lost with it)."""
     group = context.redis
     assert isinstance(group, SentinelRedis)
-    rng = random.Random(context.seed + 8)
     before, between, after = (context.seconds(10, 2), context.seconds(35, 25),
                               context.seconds(25, 5))
-    rate = max(10.0, 50 * min(context.size, 1.0))
-    deliveries = traffic.shuffled(
-        traffic.messages(int(rate * (before + between + after)), rng, "sentinel"), rng)
-    plan = Plan(deliveries)
     start = time.monotonic()
     spooled: list[int] = []
     watcher = _in_background(lambda: spooled.append(
         _watch_spool(pipeline.url, seconds=before + between + after)))
-    sender = _in_background(lambda: load.send(deliveries, rate=rate))
+    plan, sender = _steady_traffic(context, load, 8, "sentinel", before + between + after)
     time.sleep(before)
     first = group.group.failover()
     rejoined = group.group.wait_replicated(120)
