@@ -39,23 +39,46 @@ def install(settings: Settings) -> None:
     def configure_logging(**_kwargs: Any) -> None:
         logs.configure(force=True)
 
-    # Each runs in the worker's main process: its pid names the heartbeat file.
+    liveness = Liveness(settings.heartbeat_dir)
+
     def on_ready(**_kwargs: Any) -> None:
         if settings.metrics_port:
             _start_metrics_server(settings.metrics_port)
-        _touch(heartbeat_file(settings.heartbeat_dir, os.getpid()))
+        liveness.ready()
 
     def on_heartbeat(**_kwargs: Any) -> None:
-        _touch(heartbeat_file(settings.heartbeat_dir, os.getpid()))
+        liveness.beat()
 
     def on_shutdown(**_kwargs: Any) -> None:
-        heartbeat_file(settings.heartbeat_dir, os.getpid()).unlink(missing_ok=True)
+        liveness.stop()
 
     # Connecting to setup_logging also stops Celery from configuring logging itself.
     signals.setup_logging.connect(configure_logging, weak=False)
     signals.worker_ready.connect(on_ready, weak=False)
     signals.heartbeat_sent.connect(on_heartbeat, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
+
+
+class Liveness:
+    """The worker's heartbeat file. Celery sends its first heartbeat (worker-online) before
+    worker_ready, while the metrics server is not started yet; `refund-sink run` reads the
+    file as "ready, metrics decided", so beats count only once the worker is ready. Each
+    call runs in the worker's main process: its pid names the file."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.is_ready = False
+
+    def ready(self) -> None:
+        self.is_ready = True
+        self.beat()
+
+    def beat(self) -> None:
+        if self.is_ready:
+            _touch(heartbeat_file(self.directory, os.getpid()))
+
+    def stop(self) -> None:
+        heartbeat_file(self.directory, os.getpid()).unlink(missing_ok=True)
 
 
 def heartbeat_file(directory: str, pid: int) -> Path:
