@@ -1,4 +1,5 @@
-"""The ingest: verify, enqueue, answer 202; plus the read and operations API.
+"""The ingest: verify, enqueue, answer 202; the app factory also registers the desk's
+blueprints (read API, reports, flags).
 
 `gunicorn "ingest:create_app()"` serves it."""
 
@@ -6,16 +7,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+import desk
 from broker.app import make_celery
-from ingest import (
-    dead_letters_api,
-    errors,
-    gunicorn_errors,
-    health,
-    metrics_api,
-    refunds_api,
-    webhooks,
-)
+from ingest import errors, gunicorn_errors, health, metrics_api, webhooks
 from ingest.services import Services
 from ingest.signatures import check_standard_secret
 from refunds import logs
@@ -32,8 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["refund_sink"] = Services(settings=settings, celery=make_celery(settings))
-    for blueprint in (webhooks.bp, refunds_api.bp, dead_letters_api.bp, health.bp,
-                      metrics_api.bp):
+    for blueprint in (webhooks.bp, *desk.BLUEPRINTS, health.bp, metrics_api.bp):
         app.register_blueprint(blueprint)
     errors.install(app)
     gunicorn_errors.install()

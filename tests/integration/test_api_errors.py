@@ -20,7 +20,8 @@ from payloads import camel_event, to_body
 from processes import ingest
 from werkzeug.test import TestResponse
 
-from ingest import create_app, refunds_api
+from desk import refunds_api
+from ingest import create_app
 from refunds import tokens
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery

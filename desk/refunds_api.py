@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.datastructures import MultiDict
 
-from ingest.auth import require_scope, visible_shop
+from desk.auth import require_scope, visible_shop
 from ingest.errors import error
 from ingest.services import services
 from refunds import queries

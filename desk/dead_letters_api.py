@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ingest.auth import require_scope, visible_shop
+from desk.auth import require_scope, visible_shop
+from desk.refunds_api import parse_limit
 from ingest.errors import error
-from ingest.refunds_api import parse_limit
 from ingest.services import services
 from refunds import dead_letters, metrics, queries
 from refunds.tokens import WRITE_REFUNDS

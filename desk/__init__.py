@@ -1,0 +1,10 @@
+"""The people surface: the read API, reports, flags and OpenAPI, as Flask blueprints that
+the app factory (`ingest.create_app`) registers. Views stay thin over `refunds` queries."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from desk import dead_letters_api, refunds_api
+
+BLUEPRINTS: tuple[Blueprint, ...] = (refunds_api.bp, dead_letters_api.bp)
