@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from refunds.delivery import RawDelivery
+from refunds.delivery import Origin, RawDelivery
 
 
 class MalformedDelivery(ValueError):
@@ -27,6 +27,7 @@ def to_wire(delivery: RawDelivery) -> dict[str, Any]:
         "received_at": delivery.received_at.isoformat(),
         "triggered_at": delivery.triggered_at,
         "headers": dict(delivery.headers),
+        "origin": delivery.origin.value,
     }
 
 
@@ -42,6 +43,8 @@ def from_wire(wire: Mapping[str, Any]) -> RawDelivery:
             received_at=received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC),
             triggered_at=wire.get("triggered_at"),
             headers=dict(wire.get("headers") or {}),
+            # copies queued before origins existed came from webhooks
+            origin=Origin(wire.get("origin") or Origin.WEBHOOK),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedDelivery(f"not a queued delivery: {exc!r}") from None

@@ -2,6 +2,7 @@
 and folded into their refunds, all in the caller's transaction, so each delivery's dedupe
 record and its effect commit together.
 
+Each delivery that reaches a refund leaves an event on its timeline (`refunds.timeline`).
 The outcome of each delivery, and the database afterwards, are those of applying the
 deliveries one by one in their order, with a fixed number of multi-row statements per list
 instead of a dozen round trips per delivery."""
@@ -26,6 +27,7 @@ from refunds.delivery import DeliveryKey, RawDelivery
 from refunds.models import MessageRecord, Refund
 from refunds.recording import Parsed, RefundKey, record_messages
 from refunds.state import IN_PROGRESS, fold
+from refunds.timeline import Effect, Event, record_events
 from schemas import PayloadRejected, RefundMessage, parse_delivery
 
 
@@ -58,9 +60,12 @@ def apply_deliveries(
     now = datetime.now(UTC)
     archive(deliveries, session=session, now=now)
     results: list[Result] = []
+    events: list[Event] = []
     for run in _runs_of_distinct_keys(deliveries):
-        outcomes = _apply_run(list(enumerate(run)), session=session, naive_tz=naive_tz, now=now)
+        applying = _Applying(session, naive_tz, now, events)
+        outcomes = applying.run(list(enumerate(run)))
         results.extend(outcomes[index] for index in range(len(run)))
+    record_events(session, events, now)
     return results
 
 
@@ -77,28 +82,92 @@ def _runs_of_distinct_keys(deliveries: Sequence[RawDelivery]) -> list[Sequence[R
     return [*runs, deliveries[start:]] if deliveries else []
 
 
-def _apply_run(
-    items: list[tuple[int, RawDelivery]], *, session: Session, naive_tz: str, now: datetime
-) -> dict[int, Result]:
-    known = claims.known(session, [delivery.key for _, delivery in items])
-    results: dict[int, Result] = {}
-    parsed: list[Parsed] = []
-    for index, delivery in items:
-        if (claim := known.get(delivery.key)) is not None:
-            results[index] = _claimed_before(delivery, claim, session=session)
-            continue
+@dataclass
+class _Applying:
+    """One run of distinct keys being applied; its deliveries' timeline events collect in
+    `events`, shared by the runs of one list."""
+
+    session: Session
+    naive_tz: str
+    now: datetime
+    events: list[Event]
+
+    def run(self, items: list[tuple[int, RawDelivery]]) -> dict[int, Result]:
+        known = claims.known(self.session, [delivery.key for _, delivery in items])
+        results: dict[int, Result] = {}
+        parsed: list[Parsed] = []
+        for index, delivery in items:
+            if (claim := known.get(delivery.key)) is not None:
+                results[index] = self.claimed_before(delivery, claim)
+                continue
+            try:
+                parsed.append(Parsed(index, delivery, parse(delivery, naive_tz=self.naive_tz)))
+            except PayloadRejected as rejected:
+                dead_letters.record(delivery, reason=rejected.reason, error=rejected.detail,
+                                    errors=rejected.errors, session=self.session)
+                results[index] = Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
+        results.update(self.apply_messages(parsed))
+        # A delivery that has had its effect closes its dead letter, if it has one.
+        dead_letters.resolve_all([delivery for index, delivery in items
+                                  if results[index].outcome is not Outcome.DEAD_LETTERED],
+                                 session=self.session, now=self.now)
+        return results
+
+    def claimed_before(self, delivery: RawDelivery, claim: KnownClaim) -> Result:
+        """The same body again is a duplicate; another body is a conflict, kept as a dead
+        letter. Either is an event on the claimed refund's timeline (a conflicting body
+        that can be read is shown on the refund it names)."""
+        if claim.body_sha256 == delivery.body_sha256:
+            self.events.append(Event(delivery, claim.refund_id, Effect.DUPLICATE_DELIVERY,
+                                     claim.occurred_at, claim.kind, claim.price,
+                                     claim.message_id))
+            return Result(Outcome.DUPLICATE_DELIVERY, claim.refund_id)
+        dead_letters.record_conflict(delivery, claim.body_sha256, session=self.session)
         try:
-            parsed.append(Parsed(index, delivery, parse(delivery, naive_tz=naive_tz)))
-        except PayloadRejected as rejected:
-            dead_letters.record(delivery, reason=rejected.reason, error=rejected.detail,
-                                errors=rejected.errors, session=session)
-            results[index] = Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
-    results.update(_apply_messages(parsed, session=session, now=now))
-    # A delivery that has had its effect closes its dead letter, if it has one.
-    dead_letters.resolve_all([delivery for index, delivery in items
-                              if results[index].outcome is not Outcome.DEAD_LETTERED],
-                             session=session, now=now)
-    return results
+            said = parse(delivery, naive_tz=self.naive_tz)
+        except PayloadRejected:
+            self.events.append(Event(delivery, claim.refund_id, Effect.CONFLICT))
+        else:
+            self.events.append(Event(delivery, said.refund_id, Effect.CONFLICT,
+                                     said.occurred_at, said.kind, said.price))
+        return Result(Outcome.DEAD_LETTERED, reason=dead_letters.CONFLICT)
+
+    def apply_messages(self, parsed: list[Parsed]) -> dict[int, Result]:
+        """Lock every touched refund, claim the deliveries, record the claimed messages
+        whose content is new, then recompute the refunds that gained a message."""
+        if not parsed:
+            return {}
+        session = self.session
+        refunds = _locked_refunds(session, sorted({item.refund_key for item in parsed}))
+        won = claims.claim(session, [(item.delivery, item.message.refund_id) for item in parsed],
+                           self.now)
+        results: dict[int, Result] = {}
+        lost = [item for item in parsed if item.delivery.key not in won]
+        if lost:  # another transaction claimed the key since `claims.known` read it
+            known = claims.known(session, [item.delivery.key for item in lost])
+            for item in lost:
+                results[item.index] = self.claimed_before(item.delivery,
+                                                          known[item.delivery.key])
+        claimed = [item for item in parsed if item.delivery.key in won]
+        recorded = record_messages(session, claimed, self.now)
+        latest = {key: refund.updated_at for key, refund in refunds.items()}
+        settled = []
+        for item in claimed:
+            message_id = recorded.message_ids[item.content_key]
+            outcome = Outcome.APPLIED if item.index in recorded.new else Outcome.DUPLICATE_MESSAGE
+            settled.append(Settled(item.delivery, outcome.value, message_id))
+            result = Result(outcome, item.message.refund_id)
+            if outcome is Outcome.APPLIED:
+                before, occurred = latest[item.refund_key], item.message.occurred_at
+                result = Result(outcome, item.message.refund_id,
+                                stale=before is not None and occurred < before)
+                latest[item.refund_key] = occurred if before is None else max(before, occurred)
+            results[item.index] = result
+            self.events.append(_event_of(item, result, message_id))
+        claims.settle(session, settled)
+        changed = sorted({item.refund_key for item in claimed if item.index in recorded.new})
+        _refresh_all(session, {key: refunds[key] for key in changed}, self.now)
+        return results
 
 
 def parse(delivery: RawDelivery, *, naive_tz: str) -> RefundMessage:
@@ -112,49 +181,12 @@ def parse(delivery: RawDelivery, *, naive_tz: str) -> RefundMessage:
     )
 
 
-def _claimed_before(delivery: RawDelivery, claim: KnownClaim, *, session: Session) -> Result:
-    """The same body again is a duplicate; another body is a conflict, kept as a dead
-    letter."""
-    if claim.body_sha256 == delivery.body_sha256:
-        return Result(Outcome.DUPLICATE_DELIVERY, claim.refund_id)
-    dead_letters.record_conflict(delivery, claim.body_sha256, session=session)
-    return Result(Outcome.DEAD_LETTERED, reason=dead_letters.CONFLICT)
-
-
-def _apply_messages(parsed: list[Parsed], *, session: Session, now: datetime) -> dict[int, Result]:
-    """Lock every touched refund, claim the deliveries, record the claimed messages whose
-    content is new, then recompute the refunds that gained a message."""
-    if not parsed:
-        return {}
-    refunds = _locked_refunds(session, sorted({item.refund_key for item in parsed}))
-    won = claims.claim(session, [(item.delivery, item.message.refund_id) for item in parsed],
-                       now)
-    results: dict[int, Result] = {}
-    lost = [item for item in parsed if item.delivery.key not in won]
-    if lost:  # another transaction claimed the key since `claims.known` read it
-        known = claims.known(session, [item.delivery.key for item in lost])
-        for item in lost:
-            results[item.index] = _claimed_before(item.delivery, known[item.delivery.key],
-                                                  session=session)
-    claimed = [item for item in parsed if item.delivery.key in won]
-    recorded = record_messages(session, claimed, now)
-    latest = {key: refund.updated_at for key, refund in refunds.items()}
-    settled = []
-    for item in claimed:
-        outcome = Outcome.APPLIED if item.index in recorded.new else Outcome.DUPLICATE_MESSAGE
-        settled.append(Settled(item.delivery, outcome.value,
-                               recorded.message_ids[item.content_key]))
-        if outcome is Outcome.DUPLICATE_MESSAGE:
-            results[item.index] = Result(outcome, item.message.refund_id)
-            continue
-        before, occurred = latest[item.refund_key], item.message.occurred_at
-        results[item.index] = Result(outcome, item.message.refund_id,
-                                     stale=before is not None and occurred < before)
-        latest[item.refund_key] = occurred if before is None else max(before, occurred)
-    claims.settle(session, settled)
-    changed = sorted({item.refund_key for item in claimed if item.index in recorded.new})
-    _refresh_all(session, {key: refunds[key] for key in changed}, now)
-    return results
+def _event_of(item: Parsed, result: Result, message_id: int) -> Event:
+    effect = (Effect.DUPLICATE_MESSAGE if result.outcome is Outcome.DUPLICATE_MESSAGE
+              else Effect.STALE if result.stale else Effect.APPLIED)
+    message = item.message
+    return Event(item.delivery, message.refund_id, effect, message.occurred_at, message.kind,
+                 message.price, message_id)
 
 
 def _locked_refunds(session: Session, keys: list[RefundKey]) -> dict[RefundKey, Refund]:

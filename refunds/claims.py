@@ -7,23 +7,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from refunds.db import in_pairs, insert_ignore_many, table_of
 from refunds.delivery import DeliveryKey, RawDelivery
-from refunds.models import DeliveryClaim
+from refunds.models import DeliveryClaim, MessageRecord
 
 PROVISIONAL = "applied"  # a claim's outcome until `settle` writes the real one
 
 
 @dataclass(frozen=True)
 class KnownClaim:
-    """A committed claim, as a later delivery under its key needs it."""
+    """A committed claim, as a later delivery under its key needs it: the body that had the
+    effect, and the message it recorded or duplicated (for the refund's timeline)."""
 
     refund_id: str
     body_sha256: str
+    message_id: int | None = None
+    occurred_at: datetime | None = None
+    kind: str | None = None
+    price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,16 @@ def known(session: Session, keys: Sequence[DeliveryKey]) -> dict[DeliveryKey, Kn
     """The claims these keys already have."""
     if not keys:
         return {}
-    query = select(DeliveryClaim.shop, DeliveryClaim.delivery_id, DeliveryClaim.refund_id,
-                   DeliveryClaim.body_sha256).where(
-        in_pairs(DeliveryClaim.shop, DeliveryClaim.delivery_id, keys))
-    return {(row.shop, row.delivery_id): KnownClaim(row.refund_id, row.body_sha256)
+    query = (
+        select(DeliveryClaim.shop, DeliveryClaim.delivery_id, DeliveryClaim.refund_id,
+               DeliveryClaim.body_sha256, DeliveryClaim.message_id, MessageRecord.occurred_at,
+               MessageRecord.kind, MessageRecord.price)
+        .outerjoin(MessageRecord, MessageRecord.id == DeliveryClaim.message_id)
+        .where(in_pairs(DeliveryClaim.shop, DeliveryClaim.delivery_id, keys))
+    )
+    return {(row.shop, row.delivery_id): KnownClaim(row.refund_id, row.body_sha256,
+                                                    row.message_id, row.occurred_at, row.kind,
+                                                    row.price)
             for row in session.execute(query)}
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from refunds.db import SessionFactory, in_pairs, insert_ignore
-from refunds.delivery import MAX_KEY_LENGTH, TRIGGERED_AT_HEADER, RawDelivery
+from refunds.delivery import MAX_KEY_LENGTH, TRIGGERED_AT_HEADER, Origin, RawDelivery
 from refunds.logs import event
 from refunds.models import DeadLetter, DeliveryClaim
 
@@ -237,4 +237,5 @@ def to_delivery(letter: DeadLetter) -> RawDelivery:
         received_at=letter.received_at,
         triggered_at=letter.headers.get(TRIGGERED_AT_HEADER),
         headers=letter.headers,
+        origin=Origin.REQUEUED,
     )

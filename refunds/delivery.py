@@ -3,6 +3,7 @@ the time received. Its wire form, as queued and spooled, is `broker.wire`'s."""
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 from collections.abc import Mapping
@@ -23,6 +24,14 @@ MAX_KEY_LENGTH = 255  # the database's column width for ids, topics and shops
 DeliveryKey = tuple[str, str]  # (shop, delivery id)
 
 
+class Origin(enum.StrEnum):
+    """How a delivery reached the queue; a refund's timeline shows it."""
+
+    WEBHOOK = "webhook"  # Genstore posted it
+    REQUEUED = "requeued"  # an operator sent a dead letter through again
+    PULLED = "pulled"  # reconciliation fetched it from Genstore's REST API
+
+
 @dataclass(frozen=True)
 class RawDelivery:
     delivery_id: str
@@ -32,6 +41,7 @@ class RawDelivery:
     received_at: datetime
     triggered_at: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    origin: Origin = Origin.WEBHOOK
 
     @classmethod
     def from_request(

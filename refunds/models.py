@@ -1,4 +1,5 @@
-"""The tables: refunds, every message and its effect, raw deliveries, dead letters, tokens.
+"""The tables: refunds, every message and its effect, each delivery's event on its refund's
+timeline, risk flags, raw deliveries, dead letters, tokens.
 
 A delivery is identified by (shop, delivery id) everywhere: two shops may send the same id or
 the same bytes, and each is a delivery of its own."""
@@ -66,6 +67,9 @@ class Refund(Base):
     fund_changes: Mapped[list[Any]]
     created_at: Mapped[datetime | None]
     updated_at: Mapped[datetime | None]
+    refunded_at: Mapped[datetime | None]  # the first `refunded` message's time
+    rights_reason_type: Mapped[str | None] = mapped_column(String(64))
+    rights_reason: Mapped[str | None] = mapped_column(Text)
     events_applied: Mapped[int]
     last_applied_at: Mapped[datetime | None]
 
@@ -98,6 +102,63 @@ class MessageRecord(Base):
     line_items: Mapped[list[Any] | None]
     message: Mapped[dict[str, Any]]
     recorded_at: Mapped[datetime]
+
+    # The after-sale reason the fold carries to the refund, read from the stored message.
+    @property
+    def rights_reason_type(self) -> str | None:
+        return _after_sale(self.message, "rights_reason_type")
+
+    @property
+    def rights_reason(self) -> str | None:
+        return _after_sale(self.message, "rights_reason")
+
+
+def _after_sale(message: dict[str, Any], name: str) -> str | None:
+    value = (message.get("after_sale") or {}).get(name)
+    return None if value is None else str(value)
+
+
+class RefundEvent(Base):
+    """One delivery that reached a refund, and what it did there: the refund's timeline.
+    Written in the transaction that decided the effect, so the timeline never disagrees with
+    the claims."""
+
+    __tablename__ = "refund_events"
+    __table_args__ = (
+        Index("ix_refund_events_refund", "shop", "refund_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # arrival order
+    shop: Mapped[str] = mapped_column(String(255))
+    refund_id: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime]
+    # what the delivery said, when it could be read (a conflicting body may not parse)
+    occurred_at: Mapped[datetime | None]
+    kind: Mapped[str | None] = mapped_column(String(16))
+    price: Mapped[Decimal | None]
+    effect: Mapped[str] = mapped_column(String(32))
+    origin: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("refund_messages.id"))
+    recorded_at: Mapped[datetime]
+
+
+class RefundFlag(Base):
+    """A risk rule raised on a refund: once per rule and refund, open until acknowledged."""
+
+    __tablename__ = "refund_flags"
+    __table_args__ = (
+        UniqueConstraint("shop", "refund_id", "rule", name="uq_refund_flags_refund_rule"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop: Mapped[str] = mapped_column(String(255))
+    refund_id: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(32))
+    details: Mapped[dict[str, Any]]
+    raised_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(255))
 
 
 class DeliveryClaim(Base):

@@ -18,7 +18,8 @@ FUND_CHANGE = "fund_change"
 
 # At equal times the later stage wins, then the fingerprint breaks the tie.
 KIND_RANK = {IN_PROGRESS: 0, FUND_CHANGE: 1, REFUNDED: 2}
-FIELDS = ("order_id", "currency", "customer_id", "note", "line_items")
+FIELDS = ("order_id", "currency", "customer_id", "note", "line_items", "rights_reason_type",
+          "rights_reason")  # fmt: skip
 
 
 class MessageFacts(Protocol):
@@ -32,6 +33,12 @@ class MessageFacts(Protocol):
     customer_id: str | None
     note: str | None
     line_items: list[Any] | None
+
+    @property
+    def rights_reason_type(self) -> str | None: ...
+
+    @property
+    def rights_reason(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,8 @@ def _text(amount: Decimal | None) -> str | None:
 class RefundState:
     # The fields stored as they are; fund_changes is stored as JSON.
     COLUMNS: ClassVar[tuple[str, ...]] = (
-        "status", "refund_price", *FIELDS, "created_at", "updated_at", "events_applied",
+        "status", "refund_price", *FIELDS, "created_at", "updated_at", "refunded_at",
+        "events_applied",
     )  # fmt: skip
 
     status: str
@@ -66,9 +74,12 @@ class RefundState:
     customer_id: str | None
     note: str | None
     line_items: list[Any] | None
+    rights_reason_type: str | None
+    rights_reason: str | None
     fund_changes: tuple[FundChange, ...]
     created_at: datetime
     updated_at: datetime
+    refunded_at: datetime | None
     events_applied: int
 
 
@@ -82,12 +93,14 @@ def fold(messages: Iterable[MessageFacts]) -> RefundState:
     if not ordered:
         raise ValueError("a refund needs at least one message")
     latest = {name: _latest(ordered, name) for name in FIELDS}
+    refunded = [m.occurred_at for m in ordered if m.kind == REFUNDED]
     return RefundState(
-        status=REFUNDED if any(m.kind == REFUNDED for m in ordered) else IN_PROGRESS,
+        status=REFUNDED if refunded else IN_PROGRESS,
         refund_price=_latest(ordered, "price"),
         fund_changes=_fund_changes(ordered),
         created_at=min(m.created_at or m.occurred_at for m in ordered),
         updated_at=ordered[-1].occurred_at,
+        refunded_at=refunded[0] if refunded else None,
         events_applied=len(ordered),
         **latest,
     )

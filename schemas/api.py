@@ -26,6 +26,7 @@ class RefundView(BaseModel):
     note: str | None
     created_at: IsoTime | None
     updated_at: IsoTime | None
+    refunded_at: IsoTime | None
     line_items: list[dict[str, Any]] | None
     fund_changes: list[dict[str, Any]]
     events_applied: int

@@ -15,7 +15,7 @@ from refunds import queries
 from refunds.apply import Outcome, apply_deliveries
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
-from refunds.models import DeadLetter, DeliveryClaim, MessageRecord, RawDeliveryRecord, Refund
+from refunds.models import Base
 from refunds.settings import Settings
 from schemas.api import RefundView
 
@@ -60,5 +60,6 @@ def view(settings: Settings, refund_id: str, shop: str = "default") -> dict[str,
 
 def clear(settings: Settings) -> None:
     with session_factory(settings).begin() as session:
-        for model in (DeliveryClaim, MessageRecord, Refund, RawDeliveryRecord, DeadLetter):
-            session.query(model).delete()
+        for table in reversed(Base.metadata.sorted_tables):
+            if table.name != "api_tokens":
+                session.execute(table.delete())

@@ -40,6 +40,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 PAGE = 1000
+REFOLDED = ('status', 'refund_price', 'order_id', 'currency', 'customer_id', 'note',
+            'line_items', 'created_at', 'updated_at', 'events_applied')
 MESSAGES = sa.table(
     'refund_messages', sa.column('id', sa.Integer), sa.column('shop', sa.String),
     sa.column('refund_id', sa.String), sa.column('fingerprint', sa.String),
@@ -138,8 +140,10 @@ def _refold(shop: str, refund_id: str) -> None:
     bind = op.get_bind()
     rows = bind.execute(sa.select(MESSAGES).where(MESSAGES.c.shop == shop,
                                                   MESSAGES.c.refund_id == refund_id)).all()
-    state = fold(SimpleNamespace(**row._mapping) for row in rows)
-    values = {name: getattr(state, name) for name in state.COLUMNS}
+    # The fold has grown fields since (0004 fills them); this revision writes its own columns.
+    state = fold(SimpleNamespace(**row._mapping, rights_reason_type=None, rights_reason=None)
+                 for row in rows)
+    values = {name: getattr(state, name) for name in REFOLDED}
     bind.execute(sa.update(REFUNDS)
                  .where(REFUNDS.c.shop == shop, REFUNDS.c.refund_id == refund_id)
                  .values(**values, last_applied_at=datetime.now(UTC),

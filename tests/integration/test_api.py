@@ -63,6 +63,7 @@ def test_refund_shape_matches_the_spec(client: FlaskClient, api_settings: Settin
         "note": "Note",
         "created_at": "2024-12-31T00:00:00+00:00",
         "updated_at": "2024-12-31T00:00:00+00:00",
+        "refunded_at": None,
         "line_items": [{"line_item_id": None, "product_id": "12901212",
                         "variant_id": "12901312", "sku": "128G;白色;", "quantity": 1,
                         "price": "10.00", "subtotal": "1", "total_tax": "0.00",

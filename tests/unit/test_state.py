@@ -25,6 +25,8 @@ class Fact:
     currency: str | None = None
     customer_id: str | None = None
     line_items: list[Any] | None = field(default=None)
+    rights_reason_type: str | None = None
+    rights_reason: str | None = None
 
     @property
     def occurred_at(self) -> datetime:
@@ -64,3 +66,22 @@ def test_equal_times_break_ties_by_stage_then_fingerprint() -> None:
 def test_fold_of_nothing_is_an_error() -> None:
     with pytest.raises(ValueError):
         fold([])
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(
+    [*SPEC, Fact("refunded", 12, Decimal("20.00"), note="again")])))
+def test_refunded_at_is_the_first_refunded_message_whatever_the_order(
+    order: tuple[Fact, ...]
+) -> None:
+    assert fold(order).refunded_at == SPEC[2].occurred_at
+
+
+def test_a_refund_still_in_progress_has_no_refunded_at() -> None:
+    assert fold(SPEC[:2]).refunded_at is None
+
+
+def test_the_reason_comes_from_the_latest_message_that_gives_one() -> None:
+    given = [Fact("in_progress", 0, rights_reason_type="quality", rights_reason="broken"),
+             Fact("refunded", 9)]
+    state = fold(given)
+    assert (state.rights_reason_type, state.rights_reason) == ("quality", "broken")
