@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from desk.auth import require_scope, visible_shop
 from ingest.errors import error
 from ingest.services import services
 from refunds import queries
+from refunds.models import Refund
 from refunds.tokens import READ_REFUNDS
 from schemas.api import RefundView
 
@@ -24,16 +27,33 @@ bp = Blueprint("refunds", __name__)
 @require_scope(READ_REFUNDS)
 def get_refund(refund_id: str) -> tuple[Response, int]:
     with services().sessions() as session:
-        try:
-            found = queries.refund(refund_id, shop=visible_shop(request.args.get("shop")),
-                                   session=session)
-        except queries.AmbiguousRefund as ambiguous:
-            return error(409, "ambiguous_refund",
-                         "the refund id exists in several shops; name one with ?shop=",
-                         shops=ambiguous.shops)
-        if found is None:
-            return error(404, "not_found", "no refund with this id")
-        return jsonify(_view(found)), 200
+        found = refund_or_error(refund_id, shop=visible_shop(request.args.get("shop")),
+                                session=session)
+        if isinstance(found, tuple):
+            return found
+        [view] = render_refunds([found], session=session)
+        return jsonify(view), 200
+
+
+def refund_or_error(
+    refund_id: str, *, shop: str | None, session: Session
+) -> Refund | tuple[Response, int]:
+    """The refund, or the error answer: 404 when there is none, 409 naming the shops when the
+    id exists in several and no shop was given."""
+    try:
+        found = queries.refund(refund_id, shop=shop, session=session)
+    except queries.AmbiguousRefund as ambiguous:
+        return error(409, "ambiguous_refund",
+                     "the refund id exists in several shops; name one with ?shop=",
+                     shops=ambiguous.shops)
+    if found is None:
+        return error(404, "not_found", "no refund with this id")
+    return found
+
+
+def render_refunds(rows: Sequence[Refund], *, session: Session) -> list[dict[str, object]]:
+    """Refunds as the API returns them (SPEC "The refund as the API returns it")."""
+    return [_view(row) for row in rows]
 
 
 @bp.get("/orders/<path:order_id>/refunds")
@@ -62,7 +82,7 @@ def _page(args: MultiDict[str, str], **filters: str | None) -> tuple[Response, i
                 cursor=args.get("cursor"),
                 **filters,
             )
-            refunds = [_view(row) for row in page.refunds]
+            refunds = render_refunds(page.refunds, session=session)
     except queries.BadParameter as bad:
         return error(400, "bad_request", str(bad))
     return jsonify(refunds=refunds, next_cursor=page.next_cursor), 200
