@@ -101,6 +101,38 @@ def doc_example_event() -> dict[str, Any]:
     return loaded
 
 
+def doc_line(quantity: str | None = "1", ordered: str | None = "1") -> dict[str, Any]:
+    """The documented event's refund line (camelCase) with every money field Genstore sends on
+    a line; `quantity` is the refund line's, `ordered` the ordered item's (None: key absent)."""
+    detail = {
+        "productId": PRODUCT_ID, "variantId": VARIANT_ID, "sku": "128G;白色;", "price": "10.00",
+        "discountAllocations": [{"amount": "0.01"}], "currentQuantity": "1",
+        "taxLines": [{"price": "10.00"}], **_present(quantity=ordered),
+    }  # fmt: skip
+    return {"totalTax": "0.00", **_present(quantity=quantity), "lineItem": detail, "subtotal": "1"}
+
+
+def snake_doc_line(
+    quantity: str | None = "1", ordered: str | None = "1", refund_line_id: str = "55501"
+) -> dict[str, Any]:
+    """The same line in the older snake_case form, "" for blanks, with the refund line's own
+    `id` (which the camelCase event does not carry)."""
+    detail = {
+        "id": "", "product_id": PRODUCT_ID, "variant_id": VARIANT_ID, "sku": "128G;白色;",
+        "price": "10.00", "discount_allocations": [{"amount": "0.01"}], "current_quantity": "1",
+        "tax_lines": [{"price": "10.00"}], **_present(quantity=ordered),
+    }  # fmt: skip
+    line = {"id": refund_line_id, "line_item_id": "", "location_id": "", "total_tax": "0.00"}
+    return {**line, **_present(quantity=quantity), "line_item": detail, "subtotal": "1"}
+
+
+def doc_example_event_with(*lines: dict[str, Any]) -> dict[str, Any]:
+    """The documented event with these refund lines in place of its own."""
+    payload = doc_example_event()
+    payload["refund"]["lineItems"] = list(lines)
+    return payload
+
+
 def spec_sequence() -> list[dict[str, Any]]:
     """SPEC's example: in progress at 25.00, a fund change to 20.00, then refunded."""
     return [
