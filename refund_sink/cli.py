@@ -11,7 +11,14 @@ from typing import NoReturn
 import redis
 import sqlalchemy.exc
 
-from refund_sink import operations, processes, send, spool_commands, state_folder
+from refund_sink import (
+    operations,
+    processes,
+    refund_commands,
+    send,
+    spool_commands,
+    state_folder,
+)
 from refund_sink.servers import ServerError
 from refunds.settings import ConfigError
 from worker.handling import describe
@@ -31,6 +38,7 @@ def build_parser() -> Parser:
     operations.add_commands(commands)
     send.add_command(commands)
     spool_commands.add_command(commands)
+    refund_commands.add_command(commands)
     return parser
 
 

@@ -39,7 +39,7 @@ def _add_token(commands: Any) -> None:
     create.add_argument("--scopes", required=True, type=_scopes,
                         help="read_refunds[,write_refunds]")
     create.add_argument("--name")
-    create.add_argument("--shop", type=_shop, help="the one shop the token may see")
+    create.add_argument("--shop", type=shop_argument, help="the one shop the token may see")
     create.add_argument("--expires-in", type=_duration, metavar="DURATION",
                         help="lifetime such as 30d, 12h, 45m (default: no expiry)")
     create.set_defaults(handler=token_create)
@@ -58,7 +58,7 @@ def _scopes(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _shop(text: str) -> str:
+def shop_argument(text: str) -> str:
     shop = shop_key(text)
     if shop is None:
         raise argparse.ArgumentTypeError("shop must not be blank")

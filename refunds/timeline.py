@@ -60,7 +60,8 @@ def record_events(session: Session, events: Sequence[Event], now: datetime) -> N
 
 
 def timeline(shop: str, refund_id: str, *, session: Session) -> Sequence[RefundEvent]:
-    """The refund's events in `occurred_at` order (unreadable ones last), then arrival."""
+    """The refund's events in `occurred_at` order (unreadable ones last), then arrival.
+    Empty for a refund without events; reads only, in the caller's session."""
     query = (
         select(RefundEvent)
         .where(RefundEvent.shop == shop, RefundEvent.refund_id == refund_id)
