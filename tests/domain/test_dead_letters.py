@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg.errors
 import pytest
 import sqlalchemy.exc
@@ -9,12 +11,14 @@ from deliveries import apply, delivery, view
 from payloads import camel_event, to_body
 from sqlalchemy import func, select
 
+from broker.wire import from_wire, to_wire
 from refunds import dead_letters
 from refunds.apply import Outcome
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
 from refunds.models import DeadLetter, DeliveryClaim, Refund
 from refunds.settings import Settings
+from refunds.timeline import timeline
 from worker.handling import DeliveryHandler
 
 BAD_DELIVERIES = {
@@ -86,7 +90,8 @@ def test_requeue_applies_once_and_resolves(settings: Settings) -> None:
 
     def deliver(requeued: RawDelivery) -> None:
         assert requeued.body == raw.body and requeued.delivery_id == raw.delivery_id
-        apply(settings, requeued)
+        # it travels as the queue carries it, and says it was requeued
+        apply(settings, from_wire(json.loads(json.dumps(to_wire(requeued)))))
 
     first = dead_letters.requeue(sessions, deliver, ids=[letter.id])
     second = dead_letters.requeue(sessions, deliver, ids=[letter.id, 999])
@@ -95,6 +100,9 @@ def test_requeue_applies_once_and_resolves(settings: Settings) -> None:
     [resolved] = letters(settings)
     assert resolved.state == "resolved" and resolved.resolved_at is not None
     assert view(settings, "7001")["events_applied"] == 1
+    with sessions() as session:
+        [event] = timeline("default", "7001", session=session)
+        assert (event.effect, event.origin) == ("applied", "requeued")
 
 
 def test_requeue_that_cannot_publish_leaves_the_letter_dead(settings: Settings) -> None:
