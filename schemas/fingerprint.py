@@ -11,7 +11,22 @@ so a migration can recompute it from stored rows.
 Left out on purpose: the shop and refund id (the unique key already holds them), how the time
 was found, and the customer's contact details (not refund facts; erased on request).
 A change to any of this is a new version, with the golden tests (tests/unit/test_fingerprint.py)
-showing the old one unchanged."""
+showing the old one unchanged.
+
+A line's quantity (issue 12). Before issue 12 a line's `quantity` held the refund line's
+quantity or, when Genstore left that blank, the ordered item's; since then `quantity` is the
+refund line's alone (None when blank) and the ordered one is `ordered_quantity`. Version 2
+reads a line's quantity as `quantity`, else `ordered_quantity`: exactly what `quantity` held
+before, so a message already recorded (whose stored JSON has no `ordered_quantity`) and a
+resend of its payload after the upgrade both keep their fingerprint. The cost: a blank refund
+quantity and one equal to the ordered quantity are the same content.
+
+The other line fields issue 12 added (`refund_line_id`, `current_quantity`,
+`discount_allocations`, `tax_lines`, and `ordered_quantity` beyond the fallback above) are not
+content: counting them would move the fingerprint of every message with line items. So two
+deliveries that differ only in them are one message, the later one a duplicate whose values
+are not recorded. Making them content takes a version 3 (and a migration recomputing the
+stored fingerprints, as 0002 did for version 2)."""
 
 from __future__ import annotations
 
@@ -49,10 +64,18 @@ def content_v2(message: Mapping[str, Any]) -> dict[str, Any]:
     content = _canonical(message, fields)
     items = message.get("line_items")
     if items is not None:  # [] (no items) and absent (not said) are different facts
-        content["line_items"] = [_canonical(item, LINE_ITEM_FIELDS) for item in items]
+        content["line_items"] = [_line_content(item) for item in items]
     after_sale = _canonical(message.get("after_sale") or {}, AFTER_SALE_FIELDS)
     if after_sale:
         content["after_sale"] = after_sale
+    return content
+
+
+def _line_content(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A line's content; a blank refund quantity reads as the ordered one (module docstring)."""
+    content = _canonical(item, LINE_ITEM_FIELDS)
+    if "quantity" not in content and item.get("ordered_quantity") is not None:
+        content["quantity"] = item["ordered_quantity"]
     return content
 
 

@@ -4,6 +4,10 @@ One tolerant model reads all three shapes, since a delivery says nothing about w
 is and Genstore mixes them: the camelCase event (`id`, `refundPrice`, `lineItems[].lineItem`),
 the older snake_case line-item form (`line_item_id`, `total_tax`, `line_item` possibly "")
 and the after-sale form (`refundId`, `amount`, `rightsType`, ...). Unknown keys are ignored.
+
+A line's money comes in both spellings too: `discountAllocations[].amount` and
+`taxLines[].price` on the ordered item (`discount_allocations`, `tax_lines`), each a Money, so
+a bad amount rejects the delivery as any other amount does; a blank list ("") is absent.
 """
 
 from __future__ import annotations
@@ -38,6 +42,14 @@ class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+class WireDiscountAllocation(_Wire):
+    amount: Money = None
+
+
+class WireTaxLine(_Wire):
+    price: Money = None
+
+
 class WireItemDetail(_Wire):
     """`lineItem` / `line_item`: the ordered item a refund line refers to."""
 
@@ -46,15 +58,23 @@ class WireItemDetail(_Wire):
     variant_id: Code = _either("variantId", "variant_id")
     sku: Text = None
     price: Money = None
-    quantity: Quantity = None
+    quantity: Quantity = None  # ordered
+    current_quantity: Quantity = _either("currentQuantity", "current_quantity")
+    discount_allocations: Annotated[
+        list[WireDiscountAllocation] | None, BeforeValidator(_blank_to_none)
+    ] = _either("discountAllocations", "discount_allocations")
+    tax_lines: Annotated[list[WireTaxLine] | None, BeforeValidator(_blank_to_none)] = _either(
+        "taxLines", "tax_lines"
+    )
 
 
 class WireLineItem(_Wire):
+    id: Code = None  # the refund line's own id (the snake_case form carries one)
     line_item_id: Code = _either("line_item_id", "lineItemId")
     detail: Annotated[WireItemDetail | None, BeforeValidator(_blank_to_none)] = _either(
         "lineItem", "line_item"
     )
-    quantity: Quantity = None
+    quantity: Quantity = None  # refunded
     subtotal: Money = None
     total_tax: Money = _either("totalTax", "total_tax")
     location_id: Code = _either("location_id", "locationId")

@@ -43,15 +43,35 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class DiscountAllocation(_Frozen):
+    amount: Decimal | None
+
+
+class TaxLine(_Frozen):
+    price: Decimal | None
+
+
 class LineItem(_Frozen):
+    """One refund line as `refund_messages.line_items` stores it and the refund JSON returns
+    it. Each quantity is its own: `quantity` is the refunded one (None when Genstore leaves
+    it blank), `ordered_quantity` and `current_quantity` the ordered item's, since finance
+    reconciles one against the others. Rows stored before issue 12 lack `refund_line_id`,
+    `ordered_quantity`, `current_quantity`, `discount_allocations` and `tax_lines`, and their
+    `quantity` fell back to the ordered quantity when the refund line's was blank."""
+
+    refund_line_id: str | None
     line_item_id: str | None
     product_id: str | None
     variant_id: str | None
     sku: str | None
     quantity: int | None
+    ordered_quantity: int | None
+    current_quantity: int | None
     price: Decimal | None
     subtotal: Decimal | None
     total_tax: Decimal | None
+    discount_allocations: tuple[DiscountAllocation, ...] | None
+    tax_lines: tuple[TaxLine, ...] | None
     location_id: str | None
 
 
@@ -175,17 +195,28 @@ def _line_items(items: list[WireLineItem] | None) -> tuple[LineItem, ...] | None
 
 
 def _line_item(item: WireLineItem) -> LineItem:
-    """Refund-line values win over the ordered item's; the item supplies what it alone has."""
+    """The refund line's own values and the ordered item's, side by side. Only the ordered
+    item's id stands in for a blank `line_item_id` (both name the ordered item); a blank
+    refunded quantity stays None, as the ordered quantity is another fact."""
     detail = item.detail or WireItemDetail()
+    allocations, tax_lines = detail.discount_allocations, detail.tax_lines
     return LineItem(
+        refund_line_id=item.id,
         line_item_id=item.line_item_id or detail.id,
         product_id=detail.product_id,
         variant_id=detail.variant_id,
         sku=detail.sku,
-        quantity=item.quantity if item.quantity is not None else detail.quantity,
+        quantity=item.quantity,
+        ordered_quantity=detail.quantity,
+        current_quantity=detail.current_quantity,
         price=detail.price,
         subtotal=item.subtotal,
         total_tax=item.total_tax,
+        # None (not said) and () (none) stay apart, as for line_items themselves
+        discount_allocations=None
+        if allocations is None
+        else tuple(DiscountAllocation(amount=entry.amount) for entry in allocations),
+        tax_lines=None if tax_lines is None else tuple(TaxLine(price=t.price) for t in tax_lines),
         location_id=item.location_id,
     )
 

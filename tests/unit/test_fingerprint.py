@@ -9,7 +9,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from payloads import after_sale_event, camel_event, doc_example_event, snake_event, to_body
+from payloads import (
+    after_sale_event,
+    camel_event,
+    doc_example_event,
+    doc_example_event_with,
+    doc_line,
+    snake_doc_line,
+    snake_event,
+    to_body,
+)
 
 from schemas import FINGERPRINT_VERSION, RefundMessage, parse_delivery
 from schemas.fingerprint import content_v2, fingerprint_v2, money_text
@@ -33,6 +42,31 @@ GOLDEN = {
     "doc_example": "a6353844efc6071cbb7728107177c7a28ad20d9ea0c128c6db6953ea263c3db5",
     "no_time": "7b856fc693ab74d87a762d35c2c1d98ed99db6a30216374fe786c6c937ed5036",
 }
+
+
+# Issue 12 keeps the line fields the sink used to drop, and a blank refund-line quantity no
+# longer takes the ordered one. These fingerprints were computed with the code at commit
+# 81b348889602ca210e82f38aa25744b26cc62238, before issue 12, and must not move.
+LINE_MESSAGES: dict[str, dict[str, Any]] = {
+    "doc_example": doc_example_event(),
+    "blank_quantity": doc_example_event_with(doc_line(quantity="", ordered="2")),
+    "no_quantity": doc_example_event_with(doc_line(quantity=None, ordered="1")),
+    "snake_blank_quantity": doc_example_event_with(snake_doc_line(quantity="", ordered="2")),
+    "no_quantity_anywhere": doc_example_event_with(snake_doc_line(quantity="", ordered="")),
+}
+LINE_GOLDEN = {
+    "doc_example": "a6353844efc6071cbb7728107177c7a28ad20d9ea0c128c6db6953ea263c3db5",
+    "blank_quantity": "49c27413d1b6a7ed6b5037292536393491e58d7c71382d9ef3772fcde8b47536",
+    "no_quantity": "a6353844efc6071cbb7728107177c7a28ad20d9ea0c128c6db6953ea263c3db5",
+    "snake_blank_quantity": "49c27413d1b6a7ed6b5037292536393491e58d7c71382d9ef3772fcde8b47536",
+    "no_quantity_anywhere": "a68227a9a57c3f960046c579db25fe36852353bcd66e575952e5e8673e7996b9",
+}
+# "blank_quantity"'s line as refund_messages stored it at that commit (its `message` too).
+STORED_BEFORE_ISSUE_12 = {
+    "line_item_id": None, "product_id": "12901212", "variant_id": "12901312",
+    "sku": "128G;白色;", "quantity": 2, "price": "10.00", "subtotal": "1", "total_tax": "0.00",
+    "location_id": None,
+}  # fmt: skip
 
 
 def parse(payload: dict[str, Any], naive_tz: str = "UTC",
@@ -84,3 +118,36 @@ def test_contact_details_are_not_content() -> None:
     with_contact = parse(camel_event(customer=customer)).model_dump(mode="json")
     assert "ann@example.com" not in str(content_v2(with_contact))
     assert content_v2(with_contact)["customer_id"] == "501"
+
+
+@pytest.mark.parametrize("name", sorted(LINE_MESSAGES))
+def test_issue_12_line_fields_keep_the_fingerprints_from_before(name: str) -> None:
+    assert parse(LINE_MESSAGES[name]).fingerprint == LINE_GOLDEN[name]
+
+
+def test_a_message_recorded_before_issue_12_and_its_resend_are_one_content() -> None:
+    # given a blank-quantity message as recorded before issue 12, and its payload parsed now
+    resent = parse(LINE_MESSAGES["blank_quantity"])
+    recorded = {**resent.model_dump(mode="json"), "line_items": [STORED_BEFORE_ISSUE_12]}
+    # then the resend keeps the quantities apart, yet both have the recorded fingerprint
+    assert resent.line_items is not None
+    assert (resent.line_items[0].quantity, resent.line_items[0].ordered_quantity) == (None, 2)
+    assert fingerprint_v2(recorded) == resent.fingerprint == LINE_GOLDEN["blank_quantity"]
+
+
+def test_the_line_fields_issue_12_added_are_not_content() -> None:
+    # given a line, and the same line with every field issue 12 added changed
+    line = snake_doc_line(quantity="1", ordered="1", refund_line_id="55501")
+    other = snake_doc_line(quantity="1", ordered="4", refund_line_id="55502")
+    other["line_item"].update(
+        current_quantity="3",
+        discount_allocations=[{"amount": "9.99"}],
+        tax_lines=[{"price": "0.50"}, {"price": "0.25"}],
+    )
+    # when both are parsed / then they are one content (a version 3 would be needed)
+    first, second = (parse(doc_example_event_with(each)) for each in (line, other))
+    assert first.line_items != second.line_items
+    assert first.fingerprint == second.fingerprint == LINE_GOLDEN["doc_example"]
+    # while the refunded quantity is content
+    twice = parse(doc_example_event_with(snake_doc_line(quantity="2")))
+    assert twice.fingerprint != first.fingerprint

@@ -15,12 +15,15 @@ from payloads import (
     after_sale_event,
     camel_event,
     doc_example_event,
+    doc_example_event_with,
+    doc_line,
+    snake_doc_line,
     snake_event,
     spec_sequence,
     to_body,
 )
 
-from schemas import PayloadRejected, RefundMessage, parse_delivery
+from schemas import LineItem, PayloadRejected, RefundMessage, parse_delivery
 
 RECEIVED = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
 SHAPES = [camel_event, snake_event, after_sale_event]
@@ -50,9 +53,11 @@ def test_doc_example_parses_to_the_expected_message() -> None:
     assert message.time_source == "update_time"
     assert message.line_items is not None
     assert [item.model_dump() for item in message.line_items] == [
-        {"line_item_id": None, "product_id": "12901212", "variant_id": "12901312",
-         "sku": "128G;白色;", "quantity": 1, "price": Decimal("10.00"),
-         "subtotal": Decimal("1"), "total_tax": Decimal("0.00"), "location_id": None}
+        {"refund_line_id": None, "line_item_id": None, "product_id": "12901212",
+         "variant_id": "12901312", "sku": "128G;白色;", "quantity": 1, "ordered_quantity": 1,
+         "current_quantity": 1, "price": Decimal("10.00"), "subtotal": Decimal("1"),
+         "total_tax": Decimal("0.00"), "discount_allocations": ({"amount": Decimal("0.01")},),
+         "tax_lines": ({"price": Decimal("10.00")},), "location_id": None}
     ]  # fmt: skip
     assert message.customer is not None
     assert message.customer.tags == ("xinsheng", "human")
@@ -65,8 +70,13 @@ def test_three_shapes_of_the_same_facts_normalize_alike(sku: str | None) -> None
     facts = {"status": "refunded", "note": "Remboursé ✓", "sku": sku, "customer": CUSTOMER}
     # when each is parsed
     messages = [parse(to_body(shape(**facts))) for shape in SHAPES]
-    # then the messages and their fingerprints are equal
-    assert messages[0] == messages[1] == messages[2]
+    # then the messages are equal but for the refunded quantity the older form leaves blank,
+    # and their fingerprints are equal (a blank quantity reads as the ordered one there)
+    dumps = [message.model_dump() for message in messages]
+    for line in dumps[1]["line_items"] or []:
+        assert (line["quantity"], line["ordered_quantity"]) == (None, 1)
+        line["quantity"] = 1
+    assert dumps[0] == dumps[1] == dumps[2]
     assert len({message.fingerprint for message in messages}) == 1
     assert (messages[0].line_items is None) == (sku is None)
 
@@ -173,7 +183,8 @@ def test_string_flags_tags_and_blank_quantity_are_read_leniently() -> None:
     assert (message.customer.tax_exempt, message.customer.verified_email) == (False, False)
     assert message.customer.tags == ("vip", "repeat")
     assert message.line_items is not None
-    assert message.line_items[0].quantity == 1  # outer "" falls back to the item's "1"
+    line = message.line_items[0]
+    assert (line.quantity, line.ordered_quantity) == (None, 1)  # "" is not the item's "1"
 
 
 @pytest.mark.parametrize(
@@ -212,6 +223,93 @@ def test_nul_characters_are_invalid_as_no_database_text_can_hold_them(field: str
 def test_line_items_absent_empty_and_unknown_keys() -> None:
     assert parse(to_body(camel_event())).line_items is None
     assert parse(to_body(camel_event(lineItems=[], somethingNew={"x": 1}))).line_items == ()
+
+
+def line_of(*lines: dict[str, Any]) -> LineItem:
+    items = parse(to_body(doc_example_event_with(*lines))).line_items
+    assert items is not None
+    return items[0]
+
+
+def test_every_money_field_of_a_line_is_kept_exactly_in_both_spellings() -> None:
+    # given the documented line, in camelCase and in snake_case with the line's own id
+    # when each is parsed
+    camel, snake = line_of(doc_line()), line_of(snake_doc_line(refund_line_id="55501"))
+    # then both keep every field, amounts with the scale Genstore sent
+    assert snake.model_dump(mode="json") == {
+        "refund_line_id": "55501", "line_item_id": None, "product_id": "12901212",
+        "variant_id": "12901312", "sku": "128G;白色;", "quantity": 1, "ordered_quantity": 1,
+        "current_quantity": 1, "price": "10.00", "subtotal": "1", "total_tax": "0.00",
+        "discount_allocations": [{"amount": "0.01"}], "tax_lines": [{"price": "10.00"}],
+        "location_id": None,
+    }  # fmt: skip
+    assert camel == snake.model_copy(update={"refund_line_id": None})
+
+
+@pytest.mark.parametrize("build", [doc_line, snake_doc_line])
+@pytest.mark.parametrize(
+    ("quantity", "ordered", "expected"),
+    [("3", "5", (3, 5)), ("", "5", (None, 5)), (None, "5", (None, 5)), ("0", "", (0, None)),
+     ("", "", (None, None))],
+)  # fmt: skip
+def test_the_refunded_quantity_is_never_borrowed_from_the_ordered_one(
+    build: Any, quantity: str | None, ordered: str, expected: tuple[int | None, int | None]
+) -> None:
+    line = line_of(build(quantity=quantity, ordered=ordered))
+    assert (line.quantity, line.ordered_quantity) == expected
+
+
+def test_blank_line_lists_are_absent_and_an_empty_one_is_kept() -> None:
+    # given blanks where Genstore is loose, and an empty list
+    line = doc_line()
+    line["lineItem"].update(discountAllocations="", taxLines=[], currentQuantity="")
+    blanks = doc_line()
+    blanks["lineItem"].update(discountAllocations=[{"amount": ""}], taxLines=[{"price": None}])
+    # when parsed / then a blank is None, [] stays (), a blank amount is None
+    read = line_of(line)
+    assert (read.discount_allocations, read.tax_lines, read.current_quantity) == (None, (), None)
+    stored = line_of(blanks).model_dump(mode="json")
+    assert stored["discount_allocations"] == [{"amount": None}]
+    assert stored["tax_lines"] == [{"price": None}]
+    assert line_of(camel_event(sku="X1")["refund"]["lineItems"][0]).tax_lines is None
+
+
+LINE_MONEY = [  # where a line's money sits, in each spelling
+    (doc_line, "lineItem", "discountAllocations", "amount"),
+    (doc_line, "lineItem", "taxLines", "price"),
+    (snake_doc_line, "line_item", "discount_allocations", "amount"),
+    (snake_doc_line, "line_item", "tax_lines", "price"),
+]
+
+
+@pytest.mark.parametrize(("build", "item", "entries", "key"), LINE_MONEY)
+@pytest.mark.parametrize("bad", ["-0.01", "1e-2", 0.01, "abc", "0.123456789", True, "１"])
+def test_a_bad_line_amount_rejects_the_delivery(
+    build: Any, item: str, entries: str, key: str, bad: object
+) -> None:
+    line = build()
+    line[item][entries] = [{key: "1.00"}, {key: bad}]
+    error = rejected(to_body(doc_example_event_with(line)))
+    assert error.reason == "invalid_payload"
+    assert error.errors[0]["loc"] == ["refund", "lineItems", 0, item, entries, 1, key]
+
+
+@pytest.mark.parametrize(("build", "item", "entries"), [where[:3] for where in LINE_MONEY])
+@pytest.mark.parametrize("bad_shape", ["0.01", {"amount": "0.01", "price": "0.01"}, ["0.01"], 1])
+def test_line_money_in_another_shape_rejects_the_delivery(
+    build: Any, item: str, entries: str, bad_shape: object
+) -> None:
+    line = build()
+    line[item][entries] = bad_shape
+    assert rejected(to_body(doc_example_event_with(line))).reason == "invalid_payload"
+
+
+@pytest.mark.parametrize("bad", ["1.5", "-1", "many"])
+def test_a_bad_current_quantity_rejects_the_delivery(bad: str) -> None:
+    line = snake_doc_line()
+    line["line_item"]["current_quantity"] = bad
+    error = rejected(to_body(doc_example_event_with(line)))
+    assert error.errors[0]["loc"] == ["refund", "lineItems", 0, "line_item", "current_quantity"]
 
 
 def test_errors_and_reprs_never_show_contact_details() -> None:
