@@ -36,7 +36,14 @@ from refund_sink.operations import upgrade_database
 from refunds.apply import Outcome, apply_deliveries
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
-from refunds.models import Base, MessageRecord, RawDeliveryRecord
+from refunds.models import (
+    Base,
+    DeliveryClaim,
+    MessageRecord,
+    RawDeliveryRecord,
+    Refund,
+    RefundEvent,
+)
 from refunds.settings import Settings
 from schemas import PayloadRejected, parse_delivery
 
@@ -93,7 +100,15 @@ def test_upgrade_from_0001_keeps_every_refund_and_resends_are_duplicates(
     _apply(fresh, _fixture_deliveries())
     expected = _views(fresh)
     del upgraded[V2_TWINS], expected[V2_TWINS]
-    assert upgraded == expected
+    assert _as_0001_stored(upgraded) == _as_0001_stored(expected)  # refunded_at included
+    # and the after-sale reasons (0004) are those the fold gives, and each claim is an event
+    assert _reasons(settings) == _reasons(fresh) and any(_reasons(fresh).values())
+    with session_factory(settings)() as session:
+        claims = {(c.shop, c.delivery_id, c.outcome)
+                  for c in session.scalars(select(DeliveryClaim))}
+        events = [(e.shop, e.delivery_id, e.effect) for e in session.scalars(select(RefundEvent))]
+    assert sorted(events) == sorted(claims) and {e.origin for e in _events(settings)} == {
+        "webhook"}
     # and every delivery resent, under its old identity and under a new delivery id, is a
     # duplicate that changes no refund
     before = _views(settings)
@@ -120,6 +135,35 @@ def test_upgrade_from_0001_keeps_every_refund_and_resends_are_duplicates(
 def _apply(settings: Settings, deliveries: list[RawDelivery]) -> list[Any]:
     with session_factory(settings).begin() as session:
         return apply_deliveries(deliveries, session=session, naive_tz="UTC")
+
+
+# The line-item keys the 0001 code stored. Rows recorded before issue 12 keep them as they
+# were, the ordered quantity standing in for a blank refunded one; newer fields are absent.
+LINE_ITEM_KEYS_0001 = ("line_item_id", "product_id", "variant_id", "sku", "quantity", "price",
+                       "subtotal", "total_tax", "location_id")
+
+
+def _as_0001_stored(views: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    def line(item: dict[str, Any]) -> dict[str, Any]:
+        kept = {key: item.get(key) for key in LINE_ITEM_KEYS_0001}
+        if kept["quantity"] is None:
+            kept["quantity"] = item.get("ordered_quantity")
+        return kept
+
+    return {key: {**view, "line_items": None if view["line_items"] is None
+                  else [line(item) for item in view["line_items"]]}
+            for key, view in views.items()}
+
+
+def _reasons(settings: Settings) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+    with session_factory(settings)() as session:
+        return {(r.shop, r.refund_id): (r.rights_reason_type, r.rights_reason)
+                for r in session.scalars(select(Refund))}
+
+
+def _events(settings: Settings) -> list[RefundEvent]:
+    with session_factory(settings)() as session:
+        return list(session.scalars(select(RefundEvent)))
 
 
 def _views(settings: Settings) -> dict[tuple[str, str], dict[str, object]]:
