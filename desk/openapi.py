@@ -11,7 +11,7 @@ or an `Operation` no route, and the suite's schemathesis run checks every answer
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
@@ -21,7 +21,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonSchemaValue, models_json_schema
 
-from refunds.queries import MAX_PAGE
+from refunds.dead_letters import REASONS, STATES
+from refunds.queries import MAX_PAGE, STATUSES
 from refunds.tokens import READ_REFUNDS, WRITE_REFUNDS
 from schemas.api import RefundView
 from schemas.responses import (
@@ -78,15 +79,20 @@ class PageQuery(ShopQuery):
     cursor: str | None = Field(None, description="next_cursor of the previous page")
 
 
+def _one_of(values: Sequence[str]) -> Any:
+    """A text parameter the core checks against its own list (400 for anything else)."""
+    return Field(None, json_schema_extra={"enum": list(values)})
+
+
 class RefundQuery(PageQuery):
     order_id: str | None = None
-    status: str | None = None
+    status: str | None = _one_of(STATUSES)
     updated_since: datetime | None = Field(None, description="ISO-8601; UTC without offset")
 
 
 class DeadLetterQuery(PageQuery):
-    reason: str | None = None
-    state: str | None = None
+    reason: str | None = _one_of(REASONS)
+    state: str | None = _one_of(STATES)
 
 
 class WebhookHeaders(BaseModel):
@@ -244,7 +250,7 @@ def _response(status: int, answer: type[BaseModel] | Text,
 _CONVERTERS: Mapping[str, dict[str, Any]] = {
     "default": {"type": "string", "pattern": "^[^/]+$"},
     "string": {"type": "string", "pattern": "^[^/]+$"},
-    "path": {"type": "string", "pattern": "^[^/]"},
+    "path": {"type": "string", "pattern": "^[^/][^\n]*$"},  # werkzeug's `[^/].*?`
     "int": {"type": "integer", "minimum": 0},
 }
 _VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
