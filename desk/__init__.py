@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from desk import dead_letters_api, openapi, refunds_api, timeline_api
+from desk import dead_letters_api, openapi, refunds_api, reports_api, timeline_api
 
 BLUEPRINTS: tuple[Blueprint, ...] = (refunds_api.bp, dead_letters_api.bp, timeline_api.bp,
-                                     openapi.bp)
+                                     openapi.bp, reports_api.bp)

@@ -15,6 +15,7 @@ from refund_sink import (
     operations,
     processes,
     refund_commands,
+    report_commands,
     send,
     spool_commands,
     state_folder,
@@ -39,6 +40,7 @@ def build_parser() -> Parser:
     send.add_command(commands)
     spool_commands.add_command(commands)
     refund_commands.add_command(commands)
+    report_commands.add_command(commands)
     return parser
 
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from deliveries import apply, delivery
+from deliveries import apply, clear, delivery
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from payloads import PRODUCT_ID, VARIANT_ID, after_sale_event, camel_event, spec_sequence
 
 from refunds import reports
@@ -19,6 +25,7 @@ from refunds.models import Refund
 from refunds.queries import BadParameter
 from refunds.reports import DayTotals, OpenTotal, ProductTotal, ReasonTotal
 from refunds.settings import Settings
+from schemas.reports import FinanceReportView
 
 D = Decimal
 MARCH_1 = date(2025, 3, 1)
@@ -272,3 +279,101 @@ def test_reasons_group_by_reason_and_product_per_currency(settings: Settings) ->
     # and the product the four share counts four refunds, four units and their subtotals
     assert report.products == [ProductTotal("CNY", PRODUCT_ID, VARIANT_ID, "128G;白色;", 4, 4,
                                             D("18.50"))]
+
+
+# The property: for random refunds (prices of 0-8 places, currencies with null, times around
+# New York's change to summer time, fund changes with null amounts) the JSON's every figure
+# is the sum over the CSV's rows of its day and currency, and both are the figures read
+# straight from the refunds; amounts are exact, positional, and keep their scale.
+ZONES = st.sampled_from(["UTC", "Asia/Shanghai", "America/New_York", "Pacific/Chatham"])
+AMOUNTS = st.integers(0, 8).flatmap(lambda places: st.decimals(
+    min_value=0, max_value=D("999999999999999"), places=places))
+WINDOW_START = datetime(2025, 3, 6, tzinfo=UTC)  # the report covers March 8 to 10
+AMOUNT_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+@st.composite
+def refund_rows(draw: st.DrawFn) -> dict[str, Any]:
+    created = WINDOW_START + timedelta(minutes=draw(st.integers(0, 8 * 1440)))
+    later = st.integers(0, 3 * 1440).map(lambda minutes: created + timedelta(minutes=minutes))
+    refunded = draw(st.none() | later)
+    changes = [{"amount": draw(st.none() | AMOUNTS.map(str)),
+                "previous_amount": draw(st.none() | AMOUNTS.map(str)), "at": at.isoformat()}
+               for at in sorted(draw(st.lists(later, max_size=3)))]
+    touched = [created, *(datetime.fromisoformat(c["at"]) for c in changes)]
+    return {"created_at": created, "refunded_at": refunded,
+            "updated_at": max(touched + ([refunded] if refunded else [])),
+            "refund_price": draw(st.none() | AMOUNTS), "fund_changes": changes,
+            "currency": draw(st.sampled_from([None, "USD", "CNY"]))}
+
+
+def expected_figures(refunds: list[dict[str, Any]], tz: str) -> tuple[dict[Any, list[Any]],
+                                                                       dict[Any, list[Any]]]:
+    """Per (date, currency): opened count and amount, refunded count and amount, fund change
+    net; and per currency the open count and amount at the end. Read from the refunds."""
+    zone = ZoneInfo(tz)
+    start = datetime(2025, 3, 8, tzinfo=zone)
+    end = datetime(2025, 3, 11, tzinfo=zone)
+    days: dict[Any, list[Any]] = defaultdict(lambda: [0, D(0), 0, D(0), D(0)])
+    still_open: dict[Any, list[Any]] = defaultdict(lambda: [0, D(0)])
+
+    def on(instant: datetime) -> list[Any] | None:
+        local = instant.astimezone(zone)
+        return days[local.date().isoformat(), currency] if start <= local < end else None
+
+    with localcontext(prec=80):
+        for refund in refunds:
+            currency, price = refund["currency"], refund["refund_price"]
+            price = D(0) if price is None else price  # D("0.0") is false, and keeps its scale
+            if (figures := on(refund["created_at"])) is not None:
+                figures[0:2] = figures[0] + 1, figures[1] + price
+            if refund["refunded_at"] and (figures := on(refund["refunded_at"])) is not None:
+                figures[2:4] = figures[2] + 1, figures[3] + price
+            for change in refund["fund_changes"]:
+                if (figures := on(datetime.fromisoformat(change["at"]))) is not None:
+                    figures[4] += (D(change["amount"] or 0) - D(change["previous_amount"] or 0))
+            if refund["created_at"] < end and (refund["refunded_at"] is None
+                                               or refund["refunded_at"] >= end):
+                still_open[currency][0] += 1
+                still_open[currency][1] += price
+    return days, still_open
+
+
+@hypothesis_settings(max_examples=40, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(refunds=st.lists(refund_rows(), max_size=8), tz=ZONES)
+def test_every_figure_is_the_sum_of_the_itemized_rows(settings: Settings,
+                                                      refunds: list[dict[str, Any]],
+                                                      tz: str) -> None:
+    # given random refunds stored as the fold leaves them
+    clear(settings)
+    for number, fields in enumerate(refunds):
+        store(settings, str(number), **fields)
+    # when the three days are reported as JSON and as CSV
+    report = finance(settings, "2025-03-08", "2025-03-11", tz)
+    shown = FinanceReportView.model_validate(report).model_dump(mode="json", by_alias=True)
+    rows = list(csv.DictReader(io.StringIO(reports.csv_text(report.rows))))
+    # then each day is the sum of its rows, and every row belongs to a day
+    with localcontext(prec=80):
+        for total in shown["days"]:
+            mine = [row for row in rows
+                    if (row["date"], row["currency"]) == (total["date"], total["currency"] or "")]
+            assert mine
+            for count, amount in [("opened", "opened_amount"), ("refunded", "refunded_amount")]:
+                assert total[f"{count}_count"] == sum(int(row[count]) for row in mine)
+                assert D(total[amount]) == sum(D(row[amount]) for row in mine)
+            assert D(total["fund_change_net"]) == sum(D(row["fund_change_net"]) for row in mine)
+    assert len({(row["date"], row["currency"]) for row in rows}) == len(shown["days"])
+    # and the figures are those read straight from the refunds, exact and in their scale
+    days, still_open = expected_figures(refunds, tz)
+    assert {(total["date"], total["currency"]): [
+        total["opened_count"], total["opened_amount"], total["refunded_count"],
+        total["refunded_amount"], total["fund_change_net"]] for total in shown["days"]} == {
+        key: [f[0], format(f[1], "f"), f[2], format(f[3], "f"), format(f[4], "f")]
+        for key, f in days.items()}
+    assert {total["currency"]: [total["count"], total["amount"]]
+            for total in shown["open_at_end"]} == {
+        currency: [f[0], format(f[1], "f")] for currency, f in still_open.items()}
+    for total in shown["days"]:
+        assert all(AMOUNT_TEXT.fullmatch(total[name]) for name in
+                   ("opened_amount", "refunded_amount", "fund_change_net"))
