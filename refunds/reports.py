@@ -266,11 +266,13 @@ def finance_report(
     """The finance report of the interval, limited to a shop and a currency when given.
 
     Reads the refunds touched in the interval: created before its end and updated (or
-    created) after its start, which holds every refund whose creation, first `refunded`
-    message or fund change lies inside, since each is a message time between created_at and
-    updated_at. `open_at_end` counts the refunds created before the end and not refunded
-    before it. Runs in the caller's session and never writes; raises what the database
-    raises."""
+    created) after its start. That holds every refund whose creation, first `refunded`
+    message or fund change lies inside: those are message times, at most updated_at (the
+    latest) and at least created_at (the earliest createTime or message time), unless a
+    message's updateTime is earlier than the refund's createTime; such a change is left out
+    of a report that ends before the creation. `open_at_end` counts the refunds created
+    before the end and not refunded before it. Runs in the caller's session and never
+    writes; raises what the database raises."""
     touched = _refunds(shop, currency).where(
         Refund.created_at < period.end,
         or_(Refund.updated_at >= period.start, Refund.created_at >= period.start))
