@@ -93,15 +93,19 @@ class Interval:
 
 def interval(from_text: str | None, to_text: str | None, tz: str | None = None) -> Interval:
     """The report interval from `from`, `to` (dates `YYYY-MM-DD`) and `tz` (an IANA zone,
-    default UTC). BadParameter naming the parameter for a missing or bad date, an unknown
-    zone, `from` not before `to`, or more than 366 days."""
+    default UTC). BadParameter naming the parameter for a missing or bad date (or one at the
+    edge of what a datetime holds), an unknown zone, `from` not before `to`, or more than 366
+    days."""
     first, last = _date("from", from_text), _date("to", to_text)
     zone = _zone("UTC" if tz is None else tz)
     if first >= last:
         raise BadParameter("from must be before to: the report covers the days [from, to)")
     if (last - first).days > MAX_DAYS:
         raise BadParameter(f"from and to may be at most {MAX_DAYS} days apart")
-    return Interval(first, last, zone, _midnight(first, zone), _midnight(last, zone))
+    try:
+        return Interval(first, last, zone, _midnight(first, zone), _midnight(last, zone))
+    except OverflowError:  # midnight of 0001-01-01 east of UTC is before datetime.min
+        raise BadParameter("from must be a date after 0001-01-01") from None
 
 
 def currency_filter(text: str | None) -> str | None:

@@ -73,6 +73,7 @@ def day(on: date, currency: str | None, opened: tuple[int, str] = (0, "0"),
         (("2025-03-01", "2025-03-02", "Mars/Olympus_Mons"), "tz must be an IANA time zone"),
         (("2025-03-01", "2025-03-02", "../../etc/passwd"), "tz must be an IANA time zone"),
         (("2025-03-01", "2025-03-02", ""), "tz must be an IANA time zone"),
+        (("0001-01-01", "0001-01-02", "Asia/Shanghai"), "from must be a date after 0001-01-01"),
     ],
 )
 def test_bad_intervals_name_their_parameter(args: tuple[str | None, ...], named: str) -> None:
