@@ -25,6 +25,7 @@ from refunds.dead_letters import REASONS, STATES
 from refunds.queries import MAX_PAGE, STATUSES
 from refunds.tokens import READ_REFUNDS, WRITE_REFUNDS
 from schemas.api import RefundView
+from schemas.reports import FinanceQuery, FinanceReportView, ReasonsQuery, ReasonsReportView
 from schemas.responses import (
     Accepted,
     AmbiguousRefundBody,
@@ -43,7 +44,9 @@ from schemas.timeline import TimelineView
 bp = Blueprint("openapi", __name__)
 
 REF = "#/components/schemas/{model}"
-UNDOCUMENTED = frozenset({"static", "openapi.openapi_json"})
+# Blueprints (the first part of an endpoint's name) that are not the API: Flask's static
+# files, this document, and the console's HTML pages for people.
+NOT_API = frozenset({"static", "openapi", "console"})
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,18 @@ class Text:
     media_type: str
 
 
+Answer = type[BaseModel] | Text
+
+
 @dataclass(frozen=True)
 class Operation:
     """What a route's rule cannot say: its purpose, scope, query or headers, and answers by
-    status. With a scope, 401 and 403 are added; 500 (a bug, answered as JSON by
+    status. With a scope, 401 and 403 are added; with path parameters, 404 (a value the
+    route's converter refuses matches no route); 500 (a bug, answered as JSON by
     `ingest.errors`) is added to every operation."""
 
     summary: str
-    answers: Mapping[int, type[BaseModel] | Text]
+    answers: Mapping[int, Answer | tuple[Answer, ...]]
     scope: str | None = None
     query: type[BaseModel] | None = None
     headers: type[BaseModel] | None = None
@@ -142,6 +149,14 @@ OPERATIONS: Mapping[str, Operation] = {
         "Send a dead letter through the apply path again",
         {202: RequeueAnswer, 200: RequeueAnswer, 404: ErrorBody, 503: ErrorBody},
         scope=WRITE_REFUNDS, tags=("operations",)),
+    "reports.refunds_report": Operation(
+        "The finance report: per day and currency, opened, refunded and fund change net",
+        {200: (FinanceReportView, Text("text/csv")), 400: ErrorBody},
+        scope=READ_REFUNDS, query=FinanceQuery, tags=("reports",)),
+    "reports.reasons_report": Operation(
+        "The after-sale reasons report, by reason and by product",
+        {200: ReasonsReportView, 400: ErrorBody},
+        scope=READ_REFUNDS, query=ReasonsQuery, tags=("reports",)),
     "health.healthz": Operation("The process is alive", {200: Liveness},
                                 tags=("operations",)),
     "health.readyz": Operation("The broker and the database answer",
@@ -178,7 +193,7 @@ def _build(app: Flask) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
         operation = OPERATIONS.get(rule.endpoint)
-        if operation is None or rule.endpoint in UNDOCUMENTED:
+        if operation is None or not is_api(rule.endpoint):
             continue
         path, path_parameters = _path(rule.rule)
         methods = sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
@@ -200,17 +215,25 @@ def _build(app: Flask) -> dict[str, Any]:
     }
 
 
+def is_api(endpoint: str) -> bool:
+    return endpoint.split(".")[0] not in NOT_API
+
+
 def _models(operation: Operation) -> Iterator[type[BaseModel]]:
-    for answer in _answers(operation).values():
-        if not isinstance(answer, Text):
-            yield answer
+    for answers in _answers(operation).values():
+        yield from (answer for answer in answers if not isinstance(answer, Text))
 
 
-def _answers(operation: Operation) -> dict[int, type[BaseModel] | Text]:
-    added: dict[int, type[BaseModel] | Text] = {500: ErrorBody}
+def _answers(operation: Operation, *, routed: bool = False) -> dict[int, tuple[Answer, ...]]:
+    """Answers by status, each a tuple of alternatives (one per media type). `routed`: the
+    path has parameters."""
+    added: dict[int, Answer | tuple[Answer, ...]] = {500: ErrorBody}
+    if routed:
+        added[404] = ErrorBody
     if operation.scope:
         added |= {401: ErrorBody, 403: ForbiddenBody}
-    return dict(sorted((added | dict(operation.answers)).items()))
+    return {status: answers if isinstance(answers, tuple) else (answers,)
+            for status, answers in sorted((added | dict(operation.answers)).items())}
 
 
 def _operation(operation_id: str, operation: Operation,
@@ -225,8 +248,8 @@ def _operation(operation_id: str, operation: Operation,
         "summary": operation.summary,
         "tags": list(operation.tags),
         "parameters": parameters,
-        "responses": {str(status): _response(status, answer, schemas)
-                      for status, answer in _answers(operation).items()},
+        "responses": {str(status): _response(status, answer, schemas) for status, answer
+                      in _answers(operation, routed=bool(path_parameters)).items()},
     }
     if operation.body is not None:
         documented["requestBody"] = dict(operation.body)
@@ -237,13 +260,17 @@ def _operation(operation_id: str, operation: Operation,
     return documented
 
 
-def _response(status: int, answer: type[BaseModel] | Text,
+def _response(status: int, answers: tuple[Answer, ...],
               schemas: Mapping[type[BaseModel], JsonSchemaValue]) -> dict[str, Any]:
-    if isinstance(answer, Text):
-        content = {answer.media_type: {"schema": {"type": "string"}}}
-    else:
-        content = {"application/json": {"schema": schemas[answer]}}
+    content = dict(_media(answer, schemas) for answer in answers)
     return {"description": HTTPStatus(status).phrase, "content": content}
+
+
+def _media(answer: Answer, schemas: Mapping[type[BaseModel], JsonSchemaValue]
+           ) -> tuple[str, dict[str, Any]]:
+    if isinstance(answer, Text):
+        return answer.media_type, {"schema": {"type": "string"}}
+    return "application/json", {"schema": schemas[answer]}
 
 
 # werkzeug's converters as JSON schemas: what each one lets through to the view.
