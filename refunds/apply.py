@@ -12,20 +12,22 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from refunds import claims, dead_letters
+from refunds import claims, dead_letters, flags
 from refunds.archive import archive
 from refunds.claims import KnownClaim, Settled
 from refunds.db import in_pairs, insert_ignore_many
 from refunds.delivery import DeliveryKey, RawDelivery
 from refunds.models import MessageRecord, Refund
 from refunds.recording import Parsed, RefundKey, record_messages
+from refunds.risk_rules import DEFAULTS as DEFAULT_RULES
+from refunds.risk_rules import RiskRules
 from refunds.state import IN_PROGRESS, fold
 from refunds.timeline import Effect, Event, record_events
 from schemas import PayloadRejected, RefundMessage, parse_delivery
@@ -46,27 +48,35 @@ class Result:
     refund_id: str | None = None
     reason: str | None = None  # the dead-letter reason
     stale: bool = False  # applied, but older than the refund's latest message
+    # Risk rules raised on its refund, on one delivery per refund, for the metrics. Not part of
+    # the outcome: rules see the state a transaction commits, and a list commits one state per
+    # refund where one by one commits several (`refunds.flags`).
+    flags: tuple[str, ...] = field(default=(), compare=False)
 
 
 def apply_deliveries(
-    deliveries: Sequence[RawDelivery], *, session: Session, naive_tz: str
+    deliveries: Sequence[RawDelivery], *, session: Session, naive_tz: str,
+    rules: RiskRules = DEFAULT_RULES,
 ) -> list[Result]:
     """One Result per delivery, in the given order.
 
     A payload that cannot be applied is a dead letter (a Result), not an error; a (shop,
     delivery id) that already had its effect with another body is a `delivery_conflict`
-    dead letter. Raises what the database raises (then the whole list is to be tried again).
-    Runs in the caller's transaction, never commits."""
+    dead letter. The risk `rules` are evaluated on the refunds the list changed; what they
+    raise is in the Results' `flags`. Raises what the database raises (then the whole list is
+    to be tried again). Runs in the caller's transaction, never commits."""
     now = datetime.now(UTC)
     archive(deliveries, session=session, now=now)
     results: list[Result] = []
     events: list[Event] = []
+    changed: dict[RefundKey, Refund] = {}
     for run in _runs_of_distinct_keys(deliveries):
-        applying = _Applying(session, naive_tz, now, events)
+        applying = _Applying(session, naive_tz, now, events, changed)
         outcomes = applying.run(list(enumerate(run)))
         results.extend(outcomes[index] for index in range(len(run)))
     record_events(session, events, now)
-    return results
+    raised = flags.raise_on_change(changed.values(), rules, session=session, now=now)
+    return _with_flags(deliveries, results, raised)
 
 
 def _runs_of_distinct_keys(deliveries: Sequence[RawDelivery]) -> list[Sequence[RawDelivery]]:
@@ -85,12 +95,13 @@ def _runs_of_distinct_keys(deliveries: Sequence[RawDelivery]) -> list[Sequence[R
 @dataclass
 class _Applying:
     """One run of distinct keys being applied; its deliveries' timeline events collect in
-    `events`, shared by the runs of one list."""
+    `events`, and the refunds they changed in `changed`, shared by the runs of one list."""
 
     session: Session
     naive_tz: str
     now: datetime
     events: list[Event]
+    changed: dict[RefundKey, Refund]
 
     def run(self, items: list[tuple[int, RawDelivery]]) -> dict[int, Result]:
         known = claims.known(self.session, [delivery.key for _, delivery in items])
@@ -167,7 +178,20 @@ class _Applying:
         claims.settle(session, settled)
         changed = sorted({item.refund_key for item in claimed if item.index in recorded.new})
         _refresh_all(session, {key: refunds[key] for key in changed}, self.now)
+        self.changed.update((key, refunds[key]) for key in changed)
         return results
+
+
+def _with_flags(deliveries: Sequence[RawDelivery], results: list[Result],
+                raised: dict[RefundKey, tuple[str, ...]]) -> list[Result]:
+    """Each refund's raised rules on the last delivery of the list that applied a message to
+    it, so that counting the Results counts each flag once."""
+    last = {(delivery.shop, result.refund_id): index
+            for index, (delivery, result) in enumerate(zip(deliveries, results, strict=True))
+            if result.outcome is Outcome.APPLIED}
+    for key, rules in raised.items():
+        results[last[key]] = replace(results[last[key]], flags=rules)
+    return results
 
 
 def parse(delivery: RawDelivery, *, naive_tz: str) -> RefundMessage:

@@ -5,6 +5,7 @@ counts add up in one scrape."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     REGISTRY,
@@ -29,6 +30,7 @@ DEAD_LETTERED = Counter("refund_sink_dead_lettered", "Deliveries dead-lettered",
 REQUEUED = Counter("refund_sink_requeued", "Dead letters sent through again")
 REPUBLISHED = Counter("refund_sink_republished",
                       "Accepted deliveries whose queue message was lost, published again")
+FLAGS_RAISED = Counter("refund_sink_flags_raised", "Risk flags raised", ["rule"])
 SPOOL_QUARANTINED = Counter("refund_sink_spool_quarantined",
                             "Spool files that are no delivery, moved to quarantine/")
 APPLY_SECONDS = Histogram(
@@ -49,6 +51,13 @@ def record(result: Result, seconds: float) -> None:
         DUPLICATES.labels(_DUPLICATE_KIND[result.outcome]).inc()
     elif result.reason:
         DEAD_LETTERED.labels(result.reason).inc()
+    count_flags(result.flags)
+
+
+def count_flags(rules: Iterable[str]) -> None:
+    """Flags raised in a committed transaction, one count per flag."""
+    for rule in rules:
+        FLAGS_RAISED.labels(rule).inc()
 
 
 def exposition() -> bytes:

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from refunds import risk_rules
 from refunds.redis_url import MalformedRedisUrl, SentinelUrl, check_url, sentinel_url
+from refunds.risk_rules import RiskRules
 
 DEFAULT_DATABASE_URL = "sqlite:///./refund-sink.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -41,6 +43,7 @@ class Settings:
     metrics_port: int = 9191
     batch_size: int = 100
     batch_wait_ms: int = 50
+    risk_rules: RiskRules = field(default=risk_rules.DEFAULTS, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +72,7 @@ class Settings:
             metrics_port=_int(env, "REFUND_SINK_METRICS_PORT", 9191, minimum=0),
             batch_size=_int(env, "REFUND_SINK_BATCH_SIZE", 100, minimum=1),
             batch_wait_ms=_int(env, "REFUND_SINK_BATCH_WAIT_MS", 50, minimum=1),
+            risk_rules=_risk_rules(env.get("REFUND_SINK_RISK_RULES")),
         )
         settings.check_timeouts()
         settings.check_redis_url()
@@ -136,6 +140,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _risk_rules(path: str | None) -> RiskRules:
+    """The rules file's rules, or every rule on with its defaults when none is named."""
+    try:
+        return risk_rules.load(path) if path else risk_rules.DEFAULTS
+    except risk_rules.BadRiskRules as error:
+        raise ConfigError(f"REFUND_SINK_RISK_RULES ({path}): {error}") from None
 
 
 def _zone(name: str) -> str:

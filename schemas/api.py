@@ -30,6 +30,9 @@ class RefundView(BaseModel):
     line_items: list[dict[str, Any]] | None
     fund_changes: list[dict[str, Any]]
     events_applied: int
+    # Filled by the views from `refund_flags` (`refunds.flags.open_rules`): a refund row has none.
+    flags: list[str] = Field(default_factory=list,
+                             description="the rules of the refund's open risk flags, sorted")
 
 
 class DeadLetterView(BaseModel):

@@ -38,7 +38,8 @@ class DeliveryHandler:
         started = time.perf_counter()
         with session_factory(self.settings).begin() as session:
             results = apply_deliveries(deliveries, session=session,
-                                       naive_tz=self.settings.naive_tz)
+                                       naive_tz=self.settings.naive_tz,
+                                       rules=self.settings.risk_rules)
         seconds = time.perf_counter() - started  # each delivery waited for the whole list
         batch = len(deliveries) if len(deliveries) > 1 else None
         for delivery, result in zip(deliveries, results, strict=True):
@@ -52,7 +53,8 @@ class DeliveryHandler:
         name = "delivery conflict" if conflict else _EVENTS[result.outcome]
         event(log, name, delivery_id=delivery.delivery_id,
               shop=delivery.shop, refund_id=result.refund_id, reason=result.reason,
-              stale=result.stale or None, duration_ms=round(seconds * 1000, 2), batch=batch)
+              stale=result.stale or None, flags=",".join(result.flags) or None,
+              duration_ms=round(seconds * 1000, 2), batch=batch)
 
     def on_failure(self, delivery: RawDelivery, error: Exception, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None once the delivery is a dead letter."""
