@@ -194,22 +194,26 @@ def test_fund_changes_count_on_their_day_with_null_amounts_as_zero(settings: Set
 
 
 def test_line_item_totals_read_discounts_when_present(settings: Settings) -> None:
-    # given a refund whose line items carry discounts and tax lines, one that has neither
-    store(settings, "with-discounts", line_items=[
-        {"subtotal": "10.00", "total_tax": "1.30", "tax_lines": [{"price": "1.30"}],
-         "discount_allocations": [{"amount": "0.01"}, {"amount": "2.00"}]},
-        {"subtotal": None, "total_tax": "0.20", "discount_allocations": []},
-    ])
-    apply(settings, delivery(camel_event(refund_id="plain", price="4.00", sku="S-1",
-                                         update_time="2025-03-01T11:00:00Z")))
+    # given a refund whose line items carry discounts and tax lines (through the apply path),
+    # and a row stored before line items kept either
+    event = camel_event(refund_id="with-discounts", price="10.00", sku="S-1")
+    line = event["refund"]["lineItems"][0]
+    line["totalTax"] = "1.30"
+    line["lineItem"] |= {"discountAllocations": [{"amount": "0.01"}, {"amount": "2.00"}],
+                         "taxLines": [{"price": "1.30"}]}
+    event["refund"]["lineItems"].append(
+        {"quantity": "1", "totalTax": "0.20", "lineItem": {"productId": "2",
+                                                           "discountAllocations": []}})
+    apply(settings, delivery(event))
+    store(settings, "stored-before", line_items=[{"subtotal": "4.00", "total_tax": "0.00"}])
     # when reported
     rows = {row.refund_id: row for row in finance(settings, "2025-03-01", "2025-03-02").rows}
     # then subtotals, taxes (not their tax lines again) and discounts add up; absent ones are 0
-    discounted, plain = rows["with-discounts"], rows["plain"]
+    discounted, before = rows["with-discounts"], rows["stored-before"]
     assert (discounted.line_items_subtotal, discounted.line_items_tax,
             discounted.line_items_discounts) == (D("10.00"), D("1.50"), D("2.01"))
-    assert (plain.line_items_subtotal, plain.line_items_tax,
-            plain.line_items_discounts) == (D("4.00"), D("0.00"), D(0))
+    assert (before.line_items_subtotal, before.line_items_tax,
+            before.line_items_discounts) == (D("4.00"), D("0.00"), D(0))
 
 
 def test_currency_and_shop_limit_the_report(settings: Settings) -> None:
