@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from refunds.db import insert_ignore_many
@@ -24,6 +25,16 @@ def archive(deliveries: Sequence[RawDelivery], *, session: Session, now: datetim
     distinct = {(*delivery.key, delivery.body_sha256): delivery for delivery in deliveries}
     rows = [_row(distinct[key], now=now) for key in sorted(distinct)]
     insert_ignore_many(session, RawDeliveryRecord, rows, KEY)
+
+
+def bodies(shop: str, delivery_id: str, *, session: Session) -> Sequence[RawDeliveryRecord]:
+    """Every body archived under (shop, delivery id), in the order received: one, or more
+    when conflicting bodies came under the same id. Empty when none was archived. Reads only,
+    in the caller's session."""
+    query = select(RawDeliveryRecord).where(RawDeliveryRecord.shop == shop,
+                                            RawDeliveryRecord.delivery_id == delivery_id)
+    return session.scalars(query.order_by(RawDeliveryRecord.received_at,
+                                          RawDeliveryRecord.body_sha256)).all()
 
 
 def _row(delivery: RawDelivery, *, now: datetime) -> dict[str, Any]:

@@ -43,6 +43,11 @@ class Settings:
     metrics_port: int = 9191
     batch_size: int = 100
     batch_wait_ms: int = 50
+    # the console (desk.console): its session's signing key (None: derived from the webhook
+    # secrets), lifetime, and whether its cookie is Secure on plain http too (behind TLS)
+    desk_secret: str | None = field(default=None, repr=False)
+    desk_session_minutes: int = 480
+    desk_secure_cookie: bool = False
     risk_rules: RiskRules = field(default=risk_rules.DEFAULTS, repr=False)
 
     @classmethod
@@ -72,6 +77,9 @@ class Settings:
             metrics_port=_int(env, "REFUND_SINK_METRICS_PORT", 9191, minimum=0),
             batch_size=_int(env, "REFUND_SINK_BATCH_SIZE", 100, minimum=1),
             batch_wait_ms=_int(env, "REFUND_SINK_BATCH_WAIT_MS", 50, minimum=1),
+            desk_secret=env.get("REFUND_SINK_DESK_SECRET") or None,
+            desk_session_minutes=_int(env, "REFUND_SINK_DESK_SESSION_MINUTES", 480, minimum=1),
+            desk_secure_cookie=_flag(env, "REFUND_SINK_DESK_SECURE_COOKIE"),
             risk_rules=_risk_rules(env.get("REFUND_SINK_RISK_RULES")),
         )
         settings.check_timeouts()
@@ -148,6 +156,13 @@ def _risk_rules(path: str | None) -> RiskRules:
         return risk_rules.load(path) if path else risk_rules.DEFAULTS
     except risk_rules.BadRiskRules as error:
         raise ConfigError(f"REFUND_SINK_RISK_RULES ({path}): {error}") from None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "false").strip().lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1")
 
 
 def _zone(name: str) -> str:

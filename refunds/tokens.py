@@ -95,15 +95,45 @@ def create(
 
 def grant_of(token: str, *, session: Session, now: datetime | None = None) -> Grant | None:
     """What a token allows, or None for an unknown, revoked or expired one."""
+    row = valid(token, session=session, now=now)
+    return None if row is None else grant(row)
+
+
+def valid(token: str, *, session: Session, now: datetime | None = None) -> ApiToken | None:
+    """The row of a token that is known, not revoked and not expired; else None."""
     row = session.scalars(
         select(ApiToken).where(ApiToken.token_hash == digest(token), ApiToken.revoked_at.is_(None))
     ).first()
-    if row is None or (row.expires_at is not None and row.expires_at <= (now or _now())):
+    return row if row is not None and _unexpired(row, now) else None
+
+
+def valid_by_id(token_id: int, *, session: Session, now: datetime | None = None
+                ) -> ApiToken | None:
+    """`valid` by the row's id. The console keeps a token's id in its session, never the
+    token, and asks this on every request, so a revoked or expired token ends the session at
+    once. Reads only, in the caller's session."""
+    row = session.get(ApiToken, token_id) if in_id_range(token_id) else None
+    if row is None or row.revoked_at is not None or not _unexpired(row, now):
         return None
+    return row
+
+
+def grant(row: ApiToken) -> Grant:
+    """What a valid token's row allows: its scopes with the implied ones, and its shop."""
     granted = set(row.scopes.split(","))
     for scope in list(granted):
         granted |= IMPLIED.get(scope, set())
     return Grant(scopes=frozenset(granted), shop=row.shop)
+
+
+def holder(row: ApiToken) -> str:
+    """Who acts with this token, as actions record and pages show it: its name, or
+    `token <id>` when it has none."""
+    return row.name or f"token {row.id}"
+
+
+def _unexpired(row: ApiToken, now: datetime | None) -> bool:
+    return row.expires_at is None or row.expires_at > (now or _now())
 
 
 def listing(*, session: Session) -> Sequence[ApiToken]:
