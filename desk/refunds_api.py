@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session
@@ -13,6 +13,7 @@ from desk.auth import require_scope, visible_shop
 from ingest.errors import error
 from ingest.services import services
 from refunds import queries
+from refunds.flags import open_rules
 from refunds.models import Refund
 from refunds.tokens import READ_REFUNDS
 from schemas.api import RefundView
@@ -52,8 +53,10 @@ def refund_or_error(
 
 
 def render_refunds(rows: Sequence[Refund], *, session: Session) -> list[dict[str, object]]:
-    """Refunds as the API returns them (SPEC "The refund as the API returns it")."""
-    return [_view(row) for row in rows]
+    """Refunds as the API returns them (SPEC "The refund as the API returns it"), each with
+    its open flags' rules: one query for all of them."""
+    flags = open_rules([(row.shop, row.refund_id) for row in rows], session=session)
+    return [_view(row, flags.get((row.shop, row.refund_id), [])) for row in rows]
 
 
 @bp.get("/orders/<path:order_id>/refunds")
@@ -65,23 +68,20 @@ def order_refunds(order_id: str) -> tuple[Response, int]:
 @bp.get("/refunds")
 @require_scope(READ_REFUNDS)
 def list_refunds() -> tuple[Response, int]:
-    return _page(request.args, order_id=request.args.get("order_id"),
-                 status=request.args.get("status"))
+    return _page(request.args)
 
 
-def _page(args: MultiDict[str, str], **filters: str | None) -> tuple[Response, int]:
-    """One page of refunds as `{"refunds", "next_cursor"}`, or a 400 naming the bad value."""
+def _page(args: MultiDict[str, str], order_id: str | None = None) -> tuple[Response, int]:
+    """One page of refunds as `{"refunds", "next_cursor"}` (the order's, when one is given,
+    whatever the query string says), or a 400 naming the bad parameter."""
     try:
-        since = args.get("updated_since")
+        filters = queries.RefundFilters.from_text(args)
+        if order_id is not None:
+            filters = replace(filters, order_id=order_id)
         with services().sessions() as session:
             page = queries.refunds_page(
-                session=session,
-                shop=visible_shop(args.get("shop")),
-                updated_since=_utc(since) if since else None,
-                limit=parse_limit(args.get("limit")),
-                cursor=args.get("cursor"),
-                **filters,
-            )
+                session=session, shop=visible_shop(args.get("shop")), filters=filters,
+                limit=parse_limit(args.get("limit")), cursor=args.get("cursor"))
             refunds = render_refunds(page.refunds, session=session)
     except queries.BadParameter as bad:
         return error(400, "bad_request", str(bad))
@@ -91,7 +91,7 @@ def _page(args: MultiDict[str, str], **filters: str | None) -> tuple[Response, i
 def parse_limit(text: str | None) -> int:
     """The `limit` parameter (default 100); BadParameter for anything but a whole number."""
     if text is None:
-        return 100
+        return queries.DEFAULT_PAGE
     stripped = text.strip()
     if not (stripped.isascii() and stripped.lstrip("-").isdigit()) or len(stripped) > 9:
         raise queries.BadParameter(
@@ -99,16 +99,6 @@ def parse_limit(text: str | None) -> int:
     return int(stripped)
 
 
-def _utc(text: str) -> datetime:
-    """ISO-8601; a time without an offset is read as UTC."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise queries.BadParameter(
-            "updated_since must be an ISO-8601 time, such as 2025-03-01T10:00:00+00:00"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _view(row: object) -> dict[str, object]:
-    return RefundView.model_validate(row).model_dump(mode="json")
+def _view(row: Refund, flags: list[str]) -> dict[str, object]:
+    view = RefundView.model_validate(row).model_copy(update={"flags": flags})
+    return view.model_dump(mode="json")

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -53,6 +54,12 @@ class Refund(Base):
         Index("ix_refunds_refund_id", "refund_id", "shop"),
         Index("ix_refunds_order_id", "order_id", "shop", "refund_id"),
         Index("ix_refunds_updated_at", "updated_at"),
+        # search (issue 12): equality filters stream in page order, ranges are read then sorted
+        Index("ix_refunds_customer_id", "customer_id", "shop", "refund_id"),
+        Index("ix_refunds_status", "status", "shop", "refund_id"),
+        Index("ix_refunds_currency", "currency", "shop", "refund_id"),
+        Index("ix_refunds_created_at", "created_at"),
+        Index("ix_refunds_refund_price", "refund_price"),
     )
 
     shop: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -149,6 +156,10 @@ class RefundFlag(Base):
     __tablename__ = "refund_flags"
     __table_args__ = (
         UniqueConstraint("shop", "refund_id", "rule", name="uq_refund_flags_refund_rule"),
+        # the refunds with an open flag, in page order (search's `flagged`)
+        Index("ix_refund_flags_open", "shop", "refund_id",
+              postgresql_where=text("acknowledged_at IS NULL"),
+              sqlite_where=text("acknowledged_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
