@@ -9,6 +9,7 @@ from flask import Flask
 
 import desk
 from broker.app import make_celery
+from desk import console
 from ingest import errors, gunicorn_errors, health, metrics_api, webhooks
 from ingest.services import Services
 from ingest.signatures import check_standard_secret
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["refund_sink"] = Services(settings=settings, celery=make_celery(settings))
     for blueprint in (webhooks.bp, *desk.BLUEPRINTS, health.bp, metrics_api.bp):
         app.register_blueprint(blueprint)
+    console.install(app, settings)  # the console's session key and CSRF tokens
     errors.install(app)
     gunicorn_errors.install()
     return app
