@@ -12,6 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
+from schemas.types import decimal_text
+
 IN_PROGRESS = "in_progress"
 REFUNDED = "refunded"
 FUND_CHANGE = "fund_change"
@@ -56,7 +58,7 @@ class FundChange:
 
 
 def _text(amount: Decimal | None) -> str | None:
-    return None if amount is None else str(amount)
+    return None if amount is None else decimal_text(amount)
 
 
 @dataclass(frozen=True)

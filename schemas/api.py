@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
+from schemas.types import Amount
+
 # "+00:00" rather than pydantic's "Z", as the SPEC's examples show.
 IsoTime = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str)]
-DecimalText = Annotated[Decimal, PlainSerializer(str, return_type=str)]
+DecimalText = Amount
 
 
 class RefundView(BaseModel):

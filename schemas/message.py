@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -21,7 +20,7 @@ from schemas.genstore import (
     WireLineItem,
     WireRefund,
 )
-from schemas.types import UtcTime, as_utc, parse_time
+from schemas.types import Amount, UtcTime, as_utc, parse_time
 
 Kind = Literal["in_progress", "refunded", "fund_change"]
 TimeSource = Literal["update_time", "create_time", "triggered_at", "received_at"]
@@ -44,11 +43,11 @@ class _Frozen(BaseModel):
 
 
 class DiscountAllocation(_Frozen):
-    amount: Decimal | None
+    amount: Amount | None
 
 
 class TaxLine(_Frozen):
-    price: Decimal | None
+    price: Amount | None
 
 
 class LineItem(_Frozen):
@@ -67,9 +66,9 @@ class LineItem(_Frozen):
     quantity: int | None
     ordered_quantity: int | None
     current_quantity: int | None
-    price: Decimal | None
-    subtotal: Decimal | None
-    total_tax: Decimal | None
+    price: Amount | None
+    subtotal: Amount | None
+    total_tax: Amount | None
     discount_allocations: tuple[DiscountAllocation, ...] | None
     tax_lines: tuple[TaxLine, ...] | None
     location_id: str | None
@@ -92,7 +91,7 @@ class AfterSale(_Frozen):
     rights_type: str | None
     rights_reason: str | None
     rights_reason_type: str | None
-    shipping: Decimal | None
+    shipping: Amount | None
 
 
 class RefundMessage(_Frozen):
@@ -103,7 +102,7 @@ class RefundMessage(_Frozen):
     occurred_at: UtcTime
     time_source: TimeSource
     created_at: UtcTime | None
-    price: Decimal | None
+    price: Amount | None
     currency: str | None
     note: str | None
     customer_id: str | None

@@ -7,13 +7,11 @@ never `"0E-8"`), dates as `YYYY-MM-DD`."""
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field
 
-# Positional notation always: str() would write a zero with 8 places as "0E-8".
-Amount = Annotated[Decimal, PlainSerializer(lambda amount: format(amount, "f"), return_type=str)]
+from schemas.types import Amount
 
 
 class ReasonsQuery(BaseModel):

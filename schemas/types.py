@@ -12,7 +12,7 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, ValidationInfo
 from pydantic_core import from_json
 
 _MONEY = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,8})?")
@@ -142,7 +142,15 @@ def as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+def decimal_text(amount: Decimal) -> str:
+    """Positional notation always: `str()` writes a zero with 8 places as "0E-8" and 1e-7 as
+    "1E-7"; `10.00` stays `10.00`."""
+    return format(amount, "f")
+
+
 Money = Annotated[Decimal | None, BeforeValidator(_money)]
+# A Decimal that leaves as its exact positional text in JSON (the API, stored messages).
+Amount = Annotated[Decimal, PlainSerializer(decimal_text, return_type=str, when_used="json")]
 Quantity = Annotated[int | None, BeforeValidator(_quantity)]
 Code = Annotated[str | None, BeforeValidator(_code(64))]
 Currency = Annotated[str | None, BeforeValidator(_code(16))]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from deliveries import apply, delivery, view
-from payloads import doc_example_event, doc_example_event_with, snake_doc_line
+from payloads import camel_event, doc_example_event, doc_example_event_with, snake_doc_line
 from sqlalchemy import select
 
 from refunds.apply import Outcome
@@ -80,3 +80,24 @@ def test_a_bad_line_amount_is_a_dead_letter_and_records_nothing(settings: Settin
         assert session.scalars(select(DeadLetter.reason)).all() == ["invalid_payload"]
         assert session.scalars(select(Refund.refund_id)).all() == []
     assert stored_line_items(settings) == []
+
+
+def test_tiny_amounts_stay_in_positional_notation_everywhere(settings: Settings) -> None:
+    # given amounts Python's str() would write as "0E-8" and "1E-7"
+    tiny = {"subtotal": "0.00000001", "totalTax": "0.0000001", "quantity": "1",
+            "lineItem": {"price": "0.00000000", "discountAllocations": [{"amount": "0.00000000"}]}}
+    first = camel_event(price="0.00000000", update_time="2025-03-01T10:00:00Z", lineItems=[tiny])
+    change = camel_event(status="fund_change", price="0.0000001",
+                         update_time="2025-03-01T10:05:00Z")
+    # when applied
+    apply(settings, delivery(first))
+    apply(settings, delivery(change))
+    # then the refund JSON says them as they were sent
+    refund = view(settings, "7001")
+    assert refund["refund_price"] == "0.0000001"
+    assert refund["fund_changes"][0]["amount"] == "0.0000001"
+    assert refund["fund_changes"][0]["previous_amount"] == "0.00000000"
+    [line] = refund["line_items"]
+    assert (line["price"], line["subtotal"], line["total_tax"]) == (
+        "0.00000000", "0.00000001", "0.0000001")
+    assert line["discount_allocations"] == [{"amount": "0.00000000"}]
