@@ -64,12 +64,16 @@ def test_refund_shape_matches_the_spec(client: FlaskClient, api_settings: Settin
         "created_at": "2024-12-31T00:00:00+00:00",
         "updated_at": "2024-12-31T00:00:00+00:00",
         "refunded_at": None,
-        "line_items": [{"line_item_id": None, "product_id": "12901212",
+        "line_items": [{"refund_line_id": None, "line_item_id": None, "product_id": "12901212",
                         "variant_id": "12901312", "sku": "128G;白色;", "quantity": 1,
-                        "price": "10.00", "subtotal": "1", "total_tax": "0.00",
-                        "location_id": None}],
+                        "ordered_quantity": 1, "current_quantity": 1, "price": "10.00",
+                        "subtotal": "1", "total_tax": "0.00",
+                        "discount_allocations": [{"amount": "0.01"}],
+                        "tax_lines": [{"price": "10.00"}], "location_id": None}],
         "fund_changes": [],
         "events_applied": 1,
+        # the SPEC's example refunds 10.00 against one line whose subtotal is 1
+        "flags": ["over_line_items"],
     }
 
 
