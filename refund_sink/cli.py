@@ -12,6 +12,7 @@ import redis
 import sqlalchemy.exc
 
 from refund_sink import (
+    flag_commands,
     operations,
     processes,
     refund_commands,
@@ -40,6 +41,7 @@ def build_parser() -> Parser:
     send.add_command(commands)
     spool_commands.add_command(commands)
     refund_commands.add_command(commands)
+    flag_commands.add_command(commands)
     report_commands.add_command(commands)
     return parser
 

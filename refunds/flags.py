@@ -32,11 +32,10 @@ from sqlalchemy.orm import Session
 
 from refunds import queries
 from refunds.db import in_pairs, insert_ignore_many
-from refunds.models import ApiToken, Refund, RefundFlag
+from refunds.models import Refund, RefundFlag
 from refunds.recording import RefundKey
 from refunds.risk_rules import AmountOver, CustomerVelocity, RiskRules, Rule, StuckInProgress
 from refunds.state import IN_PROGRESS
-from refunds.tokens import digest
 
 STATES = ("open", "acknowledged")
 Details = dict[str, Any]  # the figures that raised a flag, JSON-ready (money and times as text)
@@ -294,10 +293,3 @@ def acknowledge(flag_id: int, *, by: str, shop: str | None, session: Session,
     return session.scalars(select(RefundFlag).where(*this)
                            .execution_options(populate_existing=True)).first()
 
-
-def acknowledger(token: str, *, session: Session) -> str:
-    """Who acknowledges with this valid token: its name, or `token <id>` when it has none.
-    (A grant does not carry the name; the token row does.)"""
-    name, token_id = session.execute(select(ApiToken.name, ApiToken.id)
-                                     .where(ApiToken.token_hash == digest(token))).one()
-    return name or f"token {token_id}"

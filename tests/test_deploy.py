@@ -103,9 +103,15 @@ def workload(name: str) -> dict[str, Any]:
     return doc
 
 
+def pod_template(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """A workload's pod template; a CronJob's is inside its job template."""
+    spec = doc.get("spec", {})
+    return spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get("template")
+
+
 def pod_specs() -> list[tuple[str, dict[str, Any]]]:
-    return [(doc["metadata"]["name"], doc["spec"]["template"]["spec"])
-            for doc in source_manifests() if "template" in doc.get("spec", {})]
+    return [(doc["metadata"]["name"], template["spec"]) for doc in source_manifests()
+            if (template := pod_template(doc)) is not None]
 
 
 def containers() -> list[tuple[str, dict[str, Any]]]:
@@ -216,7 +222,8 @@ def test_the_kustomization_includes_every_manifest_and_renders_them() -> None:
     kinds = sorted(doc["kind"] for doc in rendered)
     assert kinds == sorted([
         "ConfigMap", "Service", "Service", "StatefulSet", "HorizontalPodAutoscaler",
-        "PodDisruptionBudget", "Ingress", "Deployment", "Deployment", "ScaledObject", "Job"])
+        "PodDisruptionBudget", "Ingress", "Deployment", "Deployment", "ScaledObject", "Job",
+        "CronJob"])
     namespace = kustomization()["namespace"]
     assert all(doc["metadata"]["namespace"] == namespace for doc in rendered)
     assert f"-n {namespace}" in readme_section("Deploy")
@@ -282,6 +289,23 @@ def test_workers_scale_on_the_queue_they_consume() -> None:
     assert trigger["metadata"]["databaseIndex"] == redis_url[3]
     prefix = settings.get("REFUND_SINK_REDIS_KEY_PREFIX", "")
     assert trigger["metadata"]["listName"] == prefix + settings["REFUND_SINK_QUEUE"]
+
+
+def test_the_risk_check_runs_every_15_minutes_on_both_deploys() -> None:
+    (cron,) = by_kind(source_manifests(), "CronJob")
+    assert cron["spec"]["schedule"] == "*/15 * * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["refund-sink", "flags", "check"]
+    assert {"configMapRef": {"name": "refund-sink-config"}} in container["envFrom"]
+    (rendered,) = by_kind(rendered_manifests(), "CronJob")
+    (image,) = kustomization()["images"]
+    (pod,) = rendered["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert pod["image"] == f"{image['newName']}:{image['newTag']}"
+    service = compose()["services"]["flags-check"]
+    assert service["command"] == ["refund-sink", "flags", "check", "--every", "15m"]
+    assert service["init"] is True  # the loop gets the stop signal, not a 10 s wait
+    assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
 def test_flower_is_internal_and_authenticated() -> None:
