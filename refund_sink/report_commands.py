@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from refund_sink.operations import shop_argument
-from refunds import reports
+from refunds import reasons, report_params, reports
 from refunds.db import session_factory
 from refunds.queries import BadParameter
 from refunds.settings import Settings
@@ -23,8 +23,8 @@ def add_command(commands: Any) -> None:
     refunds = kinds.add_parser("refunds", help="per day: refunds opened, refunded, changed")
     _interval_arguments(refunds)
     refunds.add_argument("--currency", help="only refunds in this currency")
-    refunds.add_argument("--format", choices=[kind.value for kind in reports.ReportFormat],
-                         default=reports.ReportFormat.JSON.value,
+    refunds.add_argument("--format", choices=[kind.value for kind in report_params.ReportFormat],
+                         default=report_params.ReportFormat.JSON.value,
                          help="csv: one row per refund and day it was touched")
     refunds.set_defaults(handler=report_refunds)
     reasons = kinds.add_parser("reasons", help="refunds created, by reason and by product")
@@ -44,14 +44,14 @@ def _interval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def report_refunds(args: argparse.Namespace) -> int:
     try:
-        period = reports.interval(args.from_date, args.to_date, args.tz)
-        currency = reports.currency_filter(args.currency)
+        period = report_params.interval(args.from_date, args.to_date, args.tz)
+        currency = report_params.currency_filter(args.currency)
     except BadParameter as bad:
         return _bad_value("report refunds", bad)
     with session_factory(Settings.from_env())() as session:
         report = reports.finance_report(period, shop=args.shop, currency=currency,
                                         session=session)
-    if args.format == reports.ReportFormat.CSV:
+    if args.format == report_params.ReportFormat.CSV:
         sys.stdout.write(reports.csv_text(report.rows))
     else:
         _print_json(FinanceReportView.model_validate(report).model_dump(mode="json",
@@ -61,11 +61,11 @@ def report_refunds(args: argparse.Namespace) -> int:
 
 def report_reasons(args: argparse.Namespace) -> int:
     try:
-        period = reports.interval(args.from_date, args.to_date, args.tz)
+        period = report_params.interval(args.from_date, args.to_date, args.tz)
     except BadParameter as bad:
         return _bad_value("report reasons", bad)
     with session_factory(Settings.from_env())() as session:
-        report = reports.reasons_report(period, shop=args.shop, session=session)
+        report = reasons.reasons_report(period, shop=args.shop, session=session)
     _print_json(ReasonsReportView.model_validate(report).model_dump(mode="json", by_alias=True))
     return 0
 

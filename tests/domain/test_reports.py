@@ -19,11 +19,12 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from payloads import PRODUCT_ID, VARIANT_ID, after_sale_event, camel_event, spec_sequence
 
-from refunds import reports
+from refunds import reasons, report_params, reports, sums
 from refunds.db import session_factory
 from refunds.models import Refund
 from refunds.queries import BadParameter
-from refunds.reports import DayTotals, OpenTotal, ProductTotal, ReasonTotal
+from refunds.reasons import ProductTotal, ReasonTotal
+from refunds.reports import DayTotals, OpenTotal
 from refunds.settings import Settings
 from schemas.reports import FinanceReportView
 
@@ -34,7 +35,7 @@ MARCH_1 = date(2025, 3, 1)
 def finance(settings: Settings, start: str, end: str, tz: str | None = None,
             **filters: str) -> reports.FinanceReport:
     with session_factory(settings)() as session:
-        return reports.finance_report(reports.interval(start, end, tz), session=session,
+        return reports.finance_report(report_params.interval(start, end, tz), session=session,
                                       **filters)
 
 
@@ -78,24 +79,24 @@ def day(on: date, currency: str | None, opened: tuple[int, str] = (0, "0"),
 )
 def test_bad_intervals_name_their_parameter(args: tuple[str | None, ...], named: str) -> None:
     with pytest.raises(BadParameter, match=named):
-        reports.interval(*args)
+        report_params.interval(*args)
 
 
 def test_a_leap_year_is_one_interval_and_midnight_is_the_zone_s() -> None:
-    period = reports.interval("2024-01-01", "2025-01-01", "Asia/Shanghai")
+    period = report_params.interval("2024-01-01", "2025-01-01", "Asia/Shanghai")
     assert period.start == datetime(2023, 12, 31, 16, tzinfo=UTC)
     assert period.end == datetime(2024, 12, 31, 16, tzinfo=UTC)
-    assert reports.interval("2025-03-01", "2025-03-02").tz == "UTC"
+    assert report_params.interval("2025-03-01", "2025-03-02").tz == "UTC"
 
 
 @pytest.mark.parametrize("bad", ["", "US D", "U" * 17, "=1+1", "usd\n"])
 def test_bad_currencies_and_formats_are_bad_parameters(bad: str) -> None:
     with pytest.raises(BadParameter, match="currency"):
-        reports.currency_filter(bad)
+        report_params.currency_filter(bad)
     with pytest.raises(BadParameter, match="format"):
-        reports.report_format(bad or "xml")
-    assert reports.currency_filter("CNY") == "CNY"
-    assert reports.report_format(None) is reports.ReportFormat.JSON
+        report_params.report_format(bad or "xml")
+    assert report_params.currency_filter("CNY") == "CNY"
+    assert report_params.report_format(None) is report_params.ReportFormat.JSON
 
 
 def test_the_spec_sequence_is_one_row_at_its_current_price(settings: Settings) -> None:
@@ -258,9 +259,9 @@ def test_csv_escapes_outside_text_and_keeps_amounts_readable(settings: Settings)
 
 def test_sums_stay_exact_past_the_default_decimal_precision() -> None:
     largest = D("999999999999999999.99999999")  # 18 digits and 8 places, the wire's limit
-    assert reports.total([largest] * 1000) == D("999999999999999999999.99999000")
-    assert reports.total([D("0.10"), D("0.20")]) == D("0.30")
-    assert reports.total([]) == 0
+    assert sums.total([largest] * 1000) == D("999999999999999999999.99999000")
+    assert sums.total([D("0.10"), D("0.20")]) == D("0.30")
+    assert sums.total([]) == 0
 
 
 def test_reasons_group_by_reason_and_product_per_currency(settings: Settings) -> None:
@@ -275,7 +276,7 @@ def test_reasons_group_by_reason_and_product_per_currency(settings: Settings) ->
                                               update_time="2025-03-02T00:00:00Z")))
     # when March 1 is reported
     with session_factory(settings)() as session:
-        report = reports.reasons_report(reports.interval("2025-03-01", "2025-03-02"),
+        report = reasons.reasons_report(report_params.interval("2025-03-01", "2025-03-02"),
                                         session=session)
     # then each reason (and "unspecified") has its count and amount, most frequent first
     assert report.reasons == [ReasonTotal("CNY", "2", "damaged", 2, D("15.50")),
