@@ -45,6 +45,7 @@ CASES: tuple[tuple[str, dict[str, str]], ...] = (
     ("status refunded (70%)", {"status": "refunded"}),
     ("currency AUD (5%)", {"currency": "AUD"}),
     ("currency USD (50%)", {"currency": "USD"}),
+    ("min_amount 3000 (0.01%)", {"min_amount": "3000"}),
     ("min_amount 1000 (0.4%)", {"min_amount": "1000"}),
     ("min_amount 200 (9%)", {"min_amount": "200"}),
     ("min_amount 10 (88%)", {"min_amount": "10"}),
