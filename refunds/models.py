@@ -54,7 +54,8 @@ class Refund(Base):
         Index("ix_refunds_refund_id", "refund_id", "shop"),
         Index("ix_refunds_order_id", "order_id", "shop", "refund_id"),
         Index("ix_refunds_updated_at", "updated_at"),
-        # search (issue 12): equality filters stream in page order, ranges are read then sorted
+        # search (issue 12, migration 0005): equality filters stream in page order; a narrow
+        # range is read through its index and sorted, a wide one walks the primary key
         Index("ix_refunds_customer_id", "customer_id", "shop", "refund_id"),
         Index("ix_refunds_status", "status", "shop", "refund_id"),
         Index("ix_refunds_currency", "currency", "shop", "refund_id"),
