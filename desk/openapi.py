@@ -22,9 +22,10 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonSchemaValue, models_json_schema
 
 from refunds.dead_letters import REASONS, STATES
-from refunds.queries import MAX_PAGE, STATUSES
+from refunds.queries import AMOUNT_DIGITS, AMOUNT_PLACES, MAX_PAGE, STATUSES
 from refunds.tokens import READ_REFUNDS, WRITE_REFUNDS
 from schemas.api import RefundView
+from schemas.flags import FlagPage, FlagState, FlagView, RuleName
 from schemas.reports import FinanceQuery, FinanceReportView, ReasonsQuery, ReasonsReportView
 from schemas.responses import (
     Accepted,
@@ -91,15 +92,39 @@ def _one_of(values: Sequence[str]) -> Any:
     return Field(None, json_schema_extra={"enum": list(values)})
 
 
-class RefundQuery(PageQuery):
-    order_id: str | None = None
+_AMOUNT = Field(None, pattern=rf"^[0-9]{{1,{AMOUNT_DIGITS}}}(\.[0-9]{{1,{AMOUNT_PLACES}}})?$",
+                description="a plain decimal, such as 25.00")
+_TIME = "ISO-8601; a time without an offset is UTC, a date alone its midnight"
+
+
+class OrderRefundQuery(PageQuery):
+    """`queries.RefundFilters.from_text` reads these (the unit test keeps the names equal);
+    an empty value is no filter."""
+
+    customer_id: str | None = None
     status: str | None = _one_of(STATUSES)
-    updated_since: datetime | None = Field(None, description="ISO-8601; UTC without offset")
+    currency: str | None = None
+    min_amount: str | None = _AMOUNT
+    max_amount: str | None = _AMOUNT
+    created_from: datetime | None = Field(None, description=f"inclusive; {_TIME}")
+    created_to: datetime | None = Field(None, description=f"exclusive; {_TIME}")
+    updated_since: datetime | None = Field(None, description=f"inclusive; {_TIME}")
+    flagged: bool | None = Field(None, description="true: only refunds with an open risk "
+                                                   "flag; false: only those without one")
+
+
+class RefundQuery(OrderRefundQuery):
+    order_id: str | None = None
 
 
 class DeadLetterQuery(PageQuery):
     reason: str | None = _one_of(REASONS)
     state: str | None = _one_of(STATES)
+
+
+class FlagQuery(PageQuery):
+    state: FlagState | None = None
+    rule: RuleName | None = None
 
 
 class WebhookHeaders(BaseModel):
@@ -138,9 +163,9 @@ OPERATIONS: Mapping[str, Operation] = {
         scope=READ_REFUNDS, query=ShopQuery, tags=("refunds",)),
     "refunds.order_refunds": Operation(
         "An order's refunds, a page at a time", {200: RefundPage, **PAGE_ERRORS},
-        scope=READ_REFUNDS, query=PageQuery, tags=("refunds",)),
+        scope=READ_REFUNDS, query=OrderRefundQuery, tags=("refunds",)),
     "refunds.list_refunds": Operation(
-        "Refunds, newest update first, a page at a time", {200: RefundPage, **PAGE_ERRORS},
+        "Search refunds, a page at a time", {200: RefundPage, **PAGE_ERRORS},
         scope=READ_REFUNDS, query=RefundQuery, tags=("refunds",)),
     "dead_letters.list_dead_letters": Operation(
         "Dead letters, a page at a time", {200: DeadLetterPage, **PAGE_ERRORS},
@@ -157,6 +182,12 @@ OPERATIONS: Mapping[str, Operation] = {
         "The after-sale reasons report, by reason and by product",
         {200: ReasonsReportView, 400: ErrorBody},
         scope=READ_REFUNDS, query=ReasonsQuery, tags=("reports",)),
+    "flags.list_flags": Operation(
+        "Risk flags in the order they were raised, a page at a time",
+        {200: FlagPage, **PAGE_ERRORS}, scope=READ_REFUNDS, query=FlagQuery, tags=("flags",)),
+    "flags.acknowledge": Operation(
+        "Acknowledge a risk flag (a second acknowledgement changes nothing)",
+        {200: FlagView, 404: ErrorBody}, scope=WRITE_REFUNDS, tags=("flags",)),
     "health.healthz": Operation("The process is alive", {200: Liveness},
                                 tags=("operations",)),
     "health.readyz": Operation("The broker and the database answer",

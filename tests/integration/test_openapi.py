@@ -23,11 +23,11 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import select
 
+import ingest  # before desk: desk.auth imports ingest.errors, whose package imports desk
 from desk.openapi import OPERATIONS
-from ingest import create_app
 from refunds import tokens
 from refunds.db import session_factory
-from refunds.models import DeadLetter
+from refunds.models import DeadLetter, RefundFlag
 from refunds.settings import Settings
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -37,20 +37,22 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 @pytest.fixture
 def live_settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
     """A store with something to find: the SPEC's refund, an order of three, one refund id in
-    two shops (409 without ?shop=) and a dead letter."""
+    two shops (409 without ?shop=), a refund over the default amount_over threshold (a risk
+    flag) and a dead letter."""
     found = make_settings(db_url, redis_url, key_prefix)
     apply(found, delivery(doc_example_event()))
     for number in range(3):
         apply(found, delivery(camel_event(refund_id=f"50{number}", order_id="77")))
     for shop in ("one.example", "two.example"):
         apply(found, delivery(camel_event(refund_id="600"), shop=shop))
+    apply(found, delivery(camel_event(refund_id="700", price="5000.00")))
     apply(found, delivery(b"not json"))
     return found
 
 
 @pytest.fixture
 def live_app(live_settings: Settings) -> Flask:
-    return create_app(live_settings)
+    return ingest.create_app(live_settings)
 
 
 @pytest.fixture
@@ -64,8 +66,11 @@ def known_ids(live_settings: Settings) -> dict[str, list[object]]:
     almost never stored, so without these only 404s of those operations would be checked."""
     with session_factory(live_settings)() as session:
         letters = list(session.scalars(select(DeadLetter.id)))
+        flags = list(session.scalars(select(RefundFlag.id)))
     assert letters
-    return {"refund_id": ["10220473645", "600"], "order_id": ["77"], "letter_id": letters}
+    assert flags
+    return {"refund_id": ["10220473645", "600", "700"], "order_id": ["77"],
+            "letter_id": letters, "flag_id": flags}
 
 
 @pytest.fixture
@@ -120,3 +125,5 @@ def _toward_the_store(case: schemathesis.Case, known_ids: dict[str, list[object]
                 strategies.sampled_from([case.path_parameters[name], *stored]))
     if case.query and "from" in case.query and data.draw(strategies.booleans()):
         case.query.update(STORED_INTERVAL)
+        if "format" in case.operation.query:
+            case.query["format"] = data.draw(strategies.sampled_from(["json", "csv"]))

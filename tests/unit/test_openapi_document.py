@@ -12,14 +12,15 @@ from flask import Flask
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from desk.openapi import OPERATIONS, document, is_api
-from ingest import create_app
+import ingest  # before desk: desk.auth imports ingest.errors, whose package imports desk
+from desk.openapi import OPERATIONS, PageQuery, RefundQuery, document, is_api
+from refunds import queries
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
     # Building the document touches no database: an empty SQLite path is enough.
-    return create_app(make_settings(f"sqlite:///{tmp_path}/unused.db"))
+    return ingest.create_app(make_settings(f"sqlite:///{tmp_path}/unused.db"))
 
 
 @pytest.fixture
@@ -102,6 +103,11 @@ def test_optional_query_parameters_are_never_null(served: dict[str, Any]) -> Non
     assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500,
                                              "default": 100}
     assert parameters["updated_since"]["schema"] == {"type": "string", "format": "date-time"}
+
+
+def test_the_refund_search_documents_every_filter_the_core_reads() -> None:
+    documented = set(RefundQuery.model_fields) - set(PageQuery.model_fields)
+    assert documented == set(queries.FILTERS)
 
 
 def test_the_error_body_is_closed(served: dict[str, Any]) -> None:
