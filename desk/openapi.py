@@ -76,7 +76,7 @@ class Operation:
     tags: tuple[str, ...] = field(default=())
 
 
-# The query strings below are parsed by hand in their views; each model says what they read.
+# Query strings their views read without a model of their own (the reports have theirs).
 class ShopQuery(BaseModel):
     shop: str | None = Field(None, description="the shop domain; a token for one shop sees "
                                                "only its own")
