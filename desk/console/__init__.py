@@ -28,7 +28,19 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from desk.console import errors, headers, nav, orders, refunds, session, templating
+from desk.console import (
+    dead_letters,
+    errors,
+    flags,
+    headers,
+    nav,
+    orders,
+    pipeline,
+    refunds,
+    reports,
+    session,
+    templating,
+)
 from refunds.settings import Settings
 
 bp = Blueprint("console", __name__, url_prefix="/desk", template_folder="../templates",
@@ -38,7 +50,8 @@ bp.after_request(headers.secure)
 errors.install(bp)
 templating.install(bp)
 
-PAGES: tuple[Blueprint, ...] = (session.bp, nav.bp, refunds.bp, orders.bp)
+PAGES: tuple[Blueprint, ...] = (session.bp, nav.bp, refunds.bp, orders.bp, dead_letters.bp,
+                                flags.bp, reports.bp, pipeline.bp)
 for page in PAGES:
     bp.register_blueprint(page)
 
