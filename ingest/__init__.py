@@ -1,23 +1,27 @@
 """The ingest: verify, enqueue, answer 202; the app factory also registers the desk's
-blueprints (read API, reports, flags).
+blueprints (read API, reports, flags, console).
 
-`gunicorn "ingest:create_app()"` serves it."""
+`gunicorn "ingest:create_app()"` serves it. The factory imports what it assembles inside
+itself, as the Flask tutorial's `flaskr/__init__.py` does: importing any module of this
+package (the desk uses `ingest.errors` and `ingest.services`) must not pull in every
+surface, or the desk would import itself halfway through."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-import desk
-from broker.app import make_celery
-from desk import console
-from ingest import errors, gunicorn_errors, health, metrics_api, webhooks
-from ingest.services import Services
-from ingest.signatures import check_standard_secret
-from refunds import logs
 from refunds.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    import desk
+    from broker.app import make_celery
+    from desk import console
+    from ingest import errors, gunicorn_errors, health, metrics_api, webhooks
+    from ingest.services import Services
+    from ingest.signatures import check_standard_secret
+    from refunds import logs
+
     settings = settings or Settings.from_env()
     logs.configure()
     settings.require_webhook_secret()
