@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-WIDTH, HEIGHT = 720, 180  # the drawing's own units; the SVG scales to its box
+WIDTH, HEIGHT = 960, 220  # the drawing's own units; the SVG scales to its box
 TOP, BOTTOM = 14, 20  # room for the largest figure above and the first/last label below
 
 
