@@ -27,7 +27,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
 from refund_sink.operations import upgrade_database
-from refunds import queries
+from refunds import queries, search
 from refunds.db import session_factory
 from refunds.settings import Settings
 
@@ -201,9 +201,9 @@ def print_sizes(connection: psycopg.Connection[Any]) -> None:
 
 def report(label: str, params: Mapping[str, str], settings: Settings) -> str:
     """The case's parameters, the top of its plan, and its times."""
-    filters = queries.RefundFilters.from_text(params)
+    filters = search.RefundFilters.from_text(params)
     shop, cursor = params.get("shop"), params.get("cursor")
-    statement = queries.refunds_query(dialect="postgresql", shop=shop, filters=filters,
+    statement = search.refunds_query(dialect="postgresql", shop=shop, filters=filters,
                                       limit=queries.DEFAULT_PAGE, cursor=cursor)
     with session_factory(settings)() as session:
         connection = session.connection()
@@ -213,7 +213,7 @@ def report(label: str, params: Mapping[str, str], settings: Settings) -> str:
         pages = []
         for _ in range(RUNS):
             started = time.perf_counter()
-            page = queries.refunds_page(session=session, shop=shop, filters=filters,
+            page = search.refunds_page(session=session, shop=shop, filters=filters,
                                         cursor=cursor)
             pages.append((time.perf_counter() - started) * 1000)
     query = "&".join(f"{name}={value}" for name, value in params.items())

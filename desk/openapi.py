@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonSchemaValue, models_json_schema
 
 from refunds.dead_letters import REASONS, STATES
-from refunds.queries import AMOUNT_DIGITS, AMOUNT_PLACES, MAX_PAGE, STATUSES
+from refunds.queries import MAX_PAGE, STATUSES
+from refunds.search import AMOUNT_DIGITS, AMOUNT_PLACES
 from refunds.tokens import READ_REFUNDS, WRITE_REFUNDS
 from schemas.api import RefundView
 from schemas.flags import FlagPage, FlagState, FlagView, RuleName
@@ -98,7 +99,7 @@ _TIME = "ISO-8601; a time without an offset is UTC, a date alone its midnight"
 
 
 class OrderRefundQuery(PageQuery):
-    """`queries.RefundFilters.from_text` reads these (the unit test keeps the names equal);
+    """`search.RefundFilters.from_text` reads these (the unit test keeps the names equal);
     an empty value is no filter."""
 
     customer_id: str | None = None

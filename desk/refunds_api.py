@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 from desk.auth import require_scope, visible_shop
 from ingest.errors import error
 from ingest.services import services
-from refunds import queries
+from refunds import queries, search
 from refunds.flags import open_rules
 from refunds.models import Refund
 from refunds.tokens import READ_REFUNDS
@@ -75,11 +75,11 @@ def _page(args: MultiDict[str, str], order_id: str | None = None) -> tuple[Respo
     """One page of refunds as `{"refunds", "next_cursor"}` (the order's, when one is given,
     whatever the query string says), or a 400 naming the bad parameter."""
     try:
-        filters = queries.RefundFilters.from_text(args)
+        filters = search.RefundFilters.from_text(args)
         if order_id is not None:
             filters = replace(filters, order_id=order_id)
         with services().sessions() as session:
-            page = queries.refunds_page(
+            page = search.refunds_page(
                 session=session, shop=visible_shop(args.get("shop")), filters=filters,
                 limit=parse_limit(args.get("limit")), cursor=args.get("cursor"))
             refunds = render_refunds(page.refunds, session=session)

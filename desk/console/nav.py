@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from desk.auth import visible_shop
 from ingest.services import services
 from refunds import queries
+from refunds.search import RefundFilters, refunds_page
 
 bp = Blueprint("nav", __name__)
 
@@ -33,13 +34,13 @@ def search() -> ResponseReturnValue:
         if found is not None:
             return redirect(url_for("console.refunds.refund", shop=found.shop,
                                     refund_id=found.refund_id))
-        if _any(queries.RefundFilters(order_id=wanted), shop, session):
+        if _any(RefundFilters(order_id=wanted), shop, session):
             return redirect(url_for("console.orders.order", order_id=wanted, shop=shop))
-        if _any(queries.RefundFilters(customer_id=wanted), shop, session):
+        if _any(RefundFilters(customer_id=wanted), shop, session):
             return redirect(url_for("console.refunds.listing", customer_id=wanted, shop=shop))
     return render_template("desk/search.html", q=wanted, shops=[]), 404
 
 
-def _any(filters: queries.RefundFilters, shop: str | None, session: Session) -> bool:
-    return bool(queries.refunds_page(session=session, shop=shop, filters=filters,
+def _any(filters: RefundFilters, shop: str | None, session: Session) -> bool:
+    return bool(refunds_page(session=session, shop=shop, filters=filters,
                                      limit=1).refunds)

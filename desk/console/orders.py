@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from desk.auth import visible_shop
 from ingest.services import services
-from refunds import flags, queries
+from refunds import flags, queries, search
 from refunds.models import Refund
 
 bp = Blueprint("orders", __name__)
@@ -43,11 +43,11 @@ def order(order_id: str) -> ResponseReturnValue:
 
 def every_refund(order_id: str, shop: str | None, session: Session) -> list[Refund]:
     """All the order's refunds, page after page (an order has a few)."""
-    filters = queries.RefundFilters(order_id=order_id)
+    filters = search.RefundFilters(order_id=order_id)
     found: list[Refund] = []
     cursor: str | None = None
     while True:
-        page = queries.refunds_page(session=session, shop=shop, filters=filters,
+        page = search.refunds_page(session=session, shop=shop, filters=filters,
                                     limit=queries.MAX_PAGE, cursor=cursor)
         found.extend(page.refunds)
         if page.next_cursor is None:

@@ -18,7 +18,7 @@ from desk.console import records
 from desk.console.session import write_required
 from desk.refunds_api import parse_limit
 from ingest.services import services
-from refunds import archive, flags, queries
+from refunds import archive, flags, queries, search
 from refunds.csv_safe import to_csv
 from refunds.models import Refund
 from refunds.state import IN_PROGRESS, REFUNDED
@@ -27,7 +27,7 @@ from refunds.timeline import timeline
 bp = Blueprint("refunds", __name__)
 
 # The search form's fields, in the URL as GET /refunds names them.
-FIELDS = (*queries.FILTERS, "shop", "limit")
+FIELDS = (*search.FILTERS, "shop", "limit")
 CSV_HEADER = ("shop", "id", "order_id", "status", "refund_price", "currency", "customer_id",
               "created_at", "updated_at", "refunded_at", "events_applied", "open_flags", "note")
 
@@ -95,11 +95,11 @@ def download() -> ResponseReturnValue:
 
 
 def _page(args: MultiDict[str, str], session: Session
-          ) -> tuple[queries.Page, dict[tuple[str, str], list[str]]]:
+          ) -> tuple[search.Page, dict[tuple[str, str], list[str]]]:
     """The page of refunds the query names, and their open flags' rules."""
-    page = queries.refunds_page(
+    page = search.refunds_page(
         session=session, shop=visible_shop(args.get("shop")),
-        filters=queries.RefundFilters.from_text(args), limit=parse_limit(args.get("limit")),
+        filters=search.RefundFilters.from_text(args), limit=parse_limit(args.get("limit")),
         cursor=args.get("cursor") or None)
     keys = {(row.shop, row.refund_id) for row in page.refunds}
     return page, flags.open_rules(keys, session=session)

@@ -15,10 +15,11 @@ from payloads import camel_event
 from sqlalchemy import delete, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from refunds import queries
+from refunds import queries, search
 from refunds.db import session_factory
 from refunds.models import Refund, RefundFlag
-from refunds.queries import BadParameter, RefundFilters
+from refunds.queries import BadParameter
+from refunds.search import RefundFilters
 from refunds.settings import Settings
 
 A, B = "a.example", "b.example"
@@ -82,7 +83,7 @@ def listed(session: Session, params: dict[str, str], shop: str | None = None,
     """Every refund the filters keep, page after page."""
     filters, seen, cursor = RefundFilters.from_text(params), [], None
     while True:
-        page = queries.refunds_page(session=session, shop=shop, filters=filters, limit=limit,
+        page = search.refunds_page(session=session, shop=shop, filters=filters, limit=limit,
                                     cursor=cursor)
         seen += [row.refund_id for row in page.refunds]
         cursor = page.next_cursor
@@ -214,10 +215,10 @@ def test_filters_built_in_code_are_checked_too(values: dict[str, Any], name: str
 def test_a_cursor_or_limit_the_api_never_gave_is_refused(session: Session) -> None:
     for cursor in ("%%%", queries.encode_cursor("a\x00", "b"), "bm9uZQ=="):
         with pytest.raises(queries.BadCursor):
-            queries.refunds_page(session=session, cursor=cursor)
+            search.refunds_page(session=session, cursor=cursor)
     for limit in (0, 501):
         with pytest.raises(BadParameter, match="limit"):
-            queries.refunds_page(session=session, limit=limit)
+            search.refunds_page(session=session, limit=limit)
 
 
 def test_paging_is_stable_while_refunds_arrive(settings: Settings) -> None:
@@ -227,9 +228,9 @@ def test_paging_is_stable_while_refunds_arrive(settings: Settings) -> None:
         apply(settings, delivery(camel_event(refund_id=f"r{number}", currency="USD")))
     filters = RefundFilters(currency="USD")
 
-    def page(cursor: str | None) -> queries.Page:
+    def page(cursor: str | None) -> search.Page:
         with session_factory(settings)() as reader:
-            return queries.refunds_page(session=reader, filters=filters, limit=2, cursor=cursor)
+            return search.refunds_page(session=reader, filters=filters, limit=2, cursor=cursor)
 
     first = page(None)
     assert [row.refund_id for row in first.refunds] == ["r10", "r20"]
@@ -276,7 +277,7 @@ def test_equality_filters_read_their_index_in_page_order(settings: Settings, ses
     if connection.dialect.name != "postgresql":
         pytest.skip("plans are checked on PostgreSQL; bench.search_plans does it at 1,000,000")
     given_refunds(settings)
-    statement = queries.refunds_query(
+    statement = search.refunds_query(
         dialect="postgresql", shop=None, filters=RefundFilters.from_text(SINGLE[name][0]),
         limit=queries.DEFAULT_PAGE, cursor=None).compile(dialect=connection.dialect)
     session.execute(text("SET LOCAL enable_seqscan = off"))

@@ -14,7 +14,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 import ingest  # before desk: desk.auth imports ingest.errors, whose package imports desk
 from desk.openapi import OPERATIONS, PageQuery, RefundQuery, document, is_api
-from refunds import queries
+from refunds import search
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_optional_query_parameters_are_never_null(served: dict[str, Any]) -> Non
 
 def test_the_refund_search_documents_every_filter_the_core_reads() -> None:
     documented = set(RefundQuery.model_fields) - set(PageQuery.model_fields)
-    assert documented == set(queries.FILTERS)
+    assert documented == set(search.FILTERS)
 
 
 def test_the_error_body_is_closed(served: dict[str, Any]) -> None:
