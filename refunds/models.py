@@ -134,6 +134,7 @@ class RefundEvent(Base):
     __tablename__ = "refund_events"
     __table_args__ = (
         Index("ix_refund_events_refund", "shop", "refund_id", "occurred_at"),
+        Index("ix_refund_events_recorded_at", "recorded_at"),  # the pipeline's last hour
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)  # arrival order

@@ -32,9 +32,8 @@ def applied_per_minute(*, session: Session, now: datetime, minutes: int = 60,
     one entry per minute, oldest first, zero where nothing was recorded; the last minute is
     the one still going. Limited to a shop when given.
 
-    One grouped query; `refund_events` has no index on `recorded_at`, so it reads the table
-    (fine for a page refreshed every few seconds at tens of thousands of events; an index on
-    `recorded_at` would make it a range scan). Runs in the caller's session, never writes."""
+    One grouped query, a range scan of `ix_refund_events_recorded_at` (the last hour only,
+    however long the history). Runs in the caller's session, never writes."""
     last = now.astimezone(UTC).replace(second=0, microsecond=0)
     first = last - timedelta(minutes=minutes - 1)
     bucket = _minute_text(session)

@@ -63,6 +63,8 @@ def upgrade() -> None:
     )
     op.create_index('ix_refund_events_refund', 'refund_events',
                     ['shop', 'refund_id', 'occurred_at'], unique=False)
+    op.create_index('ix_refund_events_recorded_at', 'refund_events', ['recorded_at'],
+                    unique=False)
     op.create_table(
         'refund_flags',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -159,5 +161,6 @@ def downgrade() -> None:
         batch_op.drop_column('rights_reason_type')
         batch_op.drop_column('refunded_at')
     op.drop_table('refund_flags')
+    op.drop_index('ix_refund_events_recorded_at', table_name='refund_events')
     op.drop_index('ix_refund_events_refund', table_name='refund_events')
     op.drop_table('refund_events')
