@@ -60,6 +60,7 @@ class EmbeddedSink:
         DATA_DIR.mkdir(exist_ok=True)
         env = dict(os.environ)
         env.setdefault("DATABASE_URL", "sqlite:///./refund-sink.db")
+        env.setdefault("REFUND_SINK_FLOWER_URL", f"http://127.0.0.1:{self.flower_port}")
         if not env.get("REDIS_URL"):
             port = free_port()
             self.children.append(("redis", start_redis(DATA_DIR / "redis", port)))

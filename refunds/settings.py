@@ -48,6 +48,7 @@ class Settings:
     desk_secret: str | None = field(default=None, repr=False)
     desk_session_minutes: int = 480
     desk_secure_cookie: bool = False
+    flower_url: str | None = None  # linked from the console's pipeline page
     risk_rules: RiskRules = field(default=risk_rules.DEFAULTS, repr=False)
 
     @classmethod
@@ -80,6 +81,7 @@ class Settings:
             desk_secret=env.get("REFUND_SINK_DESK_SECRET") or None,
             desk_session_minutes=_int(env, "REFUND_SINK_DESK_SESSION_MINUTES", 480, minimum=1),
             desk_secure_cookie=_flag(env, "REFUND_SINK_DESK_SECURE_COOKIE"),
+            flower_url=env.get("REFUND_SINK_FLOWER_URL") or None,
             risk_rules=_risk_rules(env.get("REFUND_SINK_RISK_RULES")),
         )
         settings.check_timeouts()

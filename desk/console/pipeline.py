@@ -58,8 +58,9 @@ class Figures:
 
 @bp.get("/pipeline")
 def page() -> ResponseReturnValue:
-    return render_template("desk/pipeline.html", figures=figures(services()),
-                           refresh_seconds=REFRESH_SECONDS)
+    found = services()
+    return render_template("desk/pipeline.html", figures=figures(found),
+                           refresh_seconds=REFRESH_SECONDS, flower_url=found.settings.flower_url)
 
 
 @bp.get("/pipeline/figures")

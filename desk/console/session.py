@@ -91,7 +91,12 @@ def guard() -> ResponseReturnValue | None:
     if request.endpoint in PUBLIC:
         return None
     if not _signed_in():
-        return redirect(url_for("console.auth.login"))
+        login = url_for("console.auth.login")
+        if request.headers.get("HX-Request") == "true":
+            # htmx would swap the login page into the part it refreshes; it follows this
+            # header with a whole-page visit instead, whatever the status
+            return "", 401, {"HX-Redirect": login}
+        return redirect(login)
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from flask import Blueprint, g
 from markupsafe import Markup
@@ -12,22 +13,36 @@ from markupsafe import Markup
 from desk.console import csrf
 from refunds.tokens import WRITE_REFUNDS
 
-# (label, path under /desk/, what it is for); part B's pages are linked before they exist
+
+class Page(NamedTuple):
+    label: str
+    path: str  # under /desk/
+    purpose: str
+    needs_write: bool = False  # dead letters hold bodies and errors: write_refunds, as the API
+
+
 NAV = (
-    ("Refunds", "refunds", "search refunds, saved views, CSV"),
-    ("Dead letters", "dead-letters", "deliveries that could not be applied; requeue"),
-    ("Flags", "flags", "risk flags, open and acknowledged; acknowledge"),
-    ("Reports", "reports", "the finance summary by day; CSV"),
-    ("Pipeline", "pipeline", "queue, spool, ledger, workers"),
+    Page("Refunds", "refunds", "search refunds, saved views, CSV"),
+    Page("Dead letters", "dead-letters", "deliveries that could not be applied; requeue",
+         needs_write=True),
+    Page("Flags", "flags", "risk flags, open and acknowledged; acknowledge"),
+    Page("Reports", "reports", "the finance summary by day; CSV"),
+    Page("Pipeline", "pipeline", "queue, spool, ledger, workers"),
 )
 
 
 def install(bp: Blueprint) -> None:
-    bp.add_app_template_global(lambda: NAV, "desk_nav")
+    bp.add_app_template_global(desk_nav)
     bp.add_app_template_global(can_write)
     bp.add_app_template_global(csrf_field)
     bp.add_app_template_filter(when)
     bp.add_app_template_filter(money)
+
+
+def desk_nav() -> list[tuple[str, str, str]]:
+    """(label, path, purpose) of the pages this token may open."""
+    return [(page.label, page.path, page.purpose) for page in NAV
+            if can_write() or not page.needs_write]
 
 
 def can_write() -> bool:

@@ -187,6 +187,29 @@ def test_the_session_expires_on_the_server_side(client: FlaskClient,
     assert client.get("/desk/").status_code == 302
 
 
+def test_a_refresh_after_expiry_sends_the_whole_page_to_sign_in(
+        client: FlaskClient, desk_settings: Settings) -> None:
+    # given a pipeline page whose figures htmx reloads, and a session that has expired
+    sign_in(client, desk_settings)
+    with client.session_transaction() as session:
+        session["since"] = int(time.time()) - 480 * 60
+    # when htmx asks for the figures
+    answer = client.get("/desk/pipeline/figures", headers={"HX-Request": "true"})
+    # then it is told to send the browser to the sign-in page, not given the page to swap in
+    assert (answer.status_code, answer.headers["HX-Redirect"], answer.text) == (
+        401, "/desk/login", "")
+
+
+def test_a_read_token_is_not_shown_the_dead_letters(client: FlaskClient,
+                                                    desk_settings: Settings) -> None:
+    sign_in(client, desk_settings, "read_refunds")
+    home = client.get("/desk/").text
+    assert 'data-testid="nav-refunds"' in home and 'data-testid="nav-dead-letters"' not in home
+    assert "Dead letters" not in home
+    sign_in(client, desk_settings, "write_refunds")
+    assert 'data-testid="nav-dead-letters"' in client.get("/desk/").text
+
+
 def test_a_short_session_lifetime_is_the_cookies_expiry_too(desk_settings: Settings) -> None:
     settings = Settings(**{**vars(desk_settings), "desk_session_minutes": 2})
     client = create_app(settings).test_client()

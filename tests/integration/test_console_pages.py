@@ -469,11 +469,19 @@ def test_the_pipeline_shows_queue_ledger_spool_dead_letters_applied_and_workers(
     assert text.count('data-testid="chart-bar"') == 60
     assert re.search(rf'data-testid="worker-row" data-pid="{os.getpid()}" data-age="[0-2]"', text)
     assert 'href="/metrics" data-testid="metrics-link"' in text
-    assert "Flower: not configured" in text
+    assert "Flower: not configured (REFUND_SINK_FLOWER_URL)" in text
     assert 'hx-get="/desk/pipeline/figures" hx-trigger="every 10s"' in text
     fragment = client.get("/desk/pipeline/figures")
     assert fragment.status_code == 200 and "<html" not in fragment.text
     assert 'data-testid="queue-depth">1<' in fragment.text
+
+
+def test_the_pipeline_links_flower_where_it_is_configured(db_url: str) -> None:
+    settings = make_settings(db_url, flower_url="http://flower.internal:5555")
+    client = create_app(settings).test_client()
+    sign_in(client, settings)
+    page = client.get("/desk/pipeline").text
+    assert '<a href="http://flower.internal:5555" data-testid="flower-link">Flower</a>' in page
 
 
 def test_the_pipeline_says_broker_unreachable_instead_of_failing(db_url: str) -> None:
