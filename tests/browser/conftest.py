@@ -110,20 +110,23 @@ class Desk:
         self.page.wait_for_url(self.stack.url("/desk/"))
 
     def look(self, name: str) -> None:
-        """The page as it stands: no token anywhere in it, and its screenshots at desktop and
-        phone size when REFUND_SINK_SCREENSHOTS names a folder."""
+        """The page as it stands: no token anywhere in it, nothing wider than a phone's
+        screen at 390x844 (a table too wide scrolls in its own box), and its screenshots at
+        desktop and phone size when REFUND_SINK_SCREENSHOTS names a folder."""
         html = self.page.content()
         for token in (self.stack.write_token, self.stack.read_token):
             assert token not in html, f"{name} shows a token"
         assert not LOOKS_LIKE_A_TOKEN.search(html), f"{name} shows something like a token"
-        if not SCREENSHOTS:
-            return
-        folder = ROOT / SCREENSHOTS
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = ROOT / SCREENSHOTS if SCREENSHOTS else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
         for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
             self.page.set_viewport_size(viewport)
-            self.page.screenshot(path=folder / f"{name}-{size}.png", full_page=True,
-                                 animations="disabled")
+            width = self.page.evaluate("document.documentElement.scrollWidth")
+            assert width <= viewport["width"], f"{name} is {width} px wide at {size} size"
+            if folder is not None:
+                self.page.screenshot(path=folder / f"{name}-{size}.png", full_page=True,
+                                     animations="disabled")
         self.page.set_viewport_size(DESKTOP)
 
 

@@ -127,15 +127,17 @@ def test_search_refunds_with_filters_in_the_url(desk: Desk, stack: Stack) -> Non
     expect(listed.first).to_be_visible()
     assert {"7001", "7002", "7003", "7004", "7005"} <= {
         row.get_attribute("data-refund-id") for row in listed.all()}
+    desk.look("refunds")
     # when
     page.select_option("#f-status", "refunded")
     page.fill("#f-currency", "USD")
     page.get_by_test_id("refund-search").click()
     # then: the matching refunds (the fields left blank, Per page included, mean no filter
     # and the default page), and the filters in the address, to share
-    expect(page.get_by_test_id("form-error")).to_have_count(0)
-    expect(listed).to_have_count(2)
     expect(page).to_have_url(re.compile(r"status=refunded&currency=USD"))
+    expect(page.get_by_test_id("form-error"),
+           "the search refused the form as a person leaves it").to_have_count(0)
+    expect(listed).to_have_count(2)
     assert {row.get_attribute("data-refund-id") for row in listed.all()} == {"7001", "7004"}
     page.reload()
     expect(listed).to_have_count(2)
@@ -144,7 +146,6 @@ def test_search_refunds_with_filters_in_the_url(desk: Desk, stack: Stack) -> Non
     expect(page.locator("[data-testid=refund-row][data-refund-id='7001']")).to_have_count(1)
     page.goto(stack.url("/desk/refunds?status=refunded"))
     expect(page.get_by_test_id("refund-row")).to_have_count(3)
-    desk.look("refunds")
 
 
 def test_requeue_a_dead_letter_and_watch_it_resolve(desk: Desk, stack: Stack) -> None:
