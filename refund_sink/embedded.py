@@ -160,13 +160,14 @@ class EmbeddedSink:
             f"  secret:    {env['GENSTORE_WEBHOOK_SECRET']}\n"
             f"  database:  {env['DATABASE_URL']}\n"
             f"  broker:    {env['REDIS_URL']}\n"
+            f"  desk:      {self._url()}/desk/ (sign in with a token, below)\n"
             f"  flower:    http://127.0.0.1:{self.flower_port}\n"
             f"  metrics:   {self._url()}/metrics (ingest), {self.worker_metrics}\n"
             f"  logs:      {DATA_DIR}/*.log\n"
             f"Other refund-sink commands run in this folder (send, dlq, token, spool) use\n"
             f"this sink's database and broker (recorded in {DATA_DIR}/run.json).\n"
             f"try:  refund-sink send {EXAMPLE}\n"
-            f"then: refund-sink token create --scopes read_refunds\n"
+            f"then: refund-sink token create --scopes read_refunds,write_refunds\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
