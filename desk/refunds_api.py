@@ -89,10 +89,12 @@ def _page(args: MultiDict[str, str], order_id: str | None = None) -> tuple[Respo
 
 
 def parse_limit(text: str | None) -> int:
-    """The `limit` parameter (default 100); BadParameter for anything but a whole number."""
-    if text is None:
+    """The `limit` parameter (default 100, also when blank, as a form leaves an empty field,
+    and as every filter reads an empty value); BadParameter for anything but a whole
+    number."""
+    stripped = (text or "").strip()
+    if not stripped:
         return queries.DEFAULT_PAGE
-    stripped = text.strip()
     if not (stripped.isascii() and stripped.lstrip("-").isdigit()) or len(stripped) > 9:
         raise queries.BadParameter(
             f"limit must be a whole number from 1 to {queries.MAX_PAGE}")

@@ -18,7 +18,7 @@ from sqlalchemy import delete
 
 from bench import search_plans
 from ingest import create_app
-from refunds import tokens
+from refunds import search, tokens
 from refunds.db import session_factory
 from refunds.models import RefundFlag
 from refunds.settings import Settings
@@ -119,6 +119,17 @@ def test_a_bad_value_is_a_json_400_naming_its_parameter(
         body: dict[str, Any] = response.get_json()
         assert body["error"] == "bad_request"
         assert name in body["detail"]
+
+
+def test_blank_values_are_no_filter_and_the_default_page(
+    client: FlaskClient, api_settings: Settings
+) -> None:
+    # a search form sends its empty fields too
+    given_refunds(api_settings)
+    headers = token(api_settings)
+    blank = "&".join(f"{name}=" for name in (*search.FILTERS, "limit", "cursor"))
+    assert ids(client, f"/refunds?{blank}", headers) == ids(client, "/refunds", headers)
+    assert len(ids(client, "/refunds", headers)) > 1
 
 
 def test_an_order_keeps_its_refunds_and_takes_the_other_filters(
