@@ -45,8 +45,6 @@ Created = Sequence[tuple[datetime, int]]  # (creation time, refunds created then
 class RefundFacts(Protocol):
     """What the rules read of a refund (a `Refund` row as the fold left it)."""
 
-    shop: str
-    refund_id: str
     status: str
     refund_price: Decimal | None
     currency: str | None
