@@ -126,6 +126,11 @@ class Desk:
             folder.mkdir(parents=True, exist_ok=True)
         for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
             self.page.set_viewport_size(viewport)
+            # the resize reaches the page a moment later (on a loaded machine, after the
+            # first measure): measure once the page sees its new width and media queries
+            self.page.wait_for_function(
+                "w => window.innerWidth === w && matchMedia(`(width: ${w}px)`).matches",
+                arg=viewport["width"])
             width = self.page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport["width"], f"{name} is {width} px wide at {size} size"
             if folder is not None:
