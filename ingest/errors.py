@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 # Codes and details for what Flask and werkzeug raise before or around a view.
@@ -38,6 +38,16 @@ def code_and_detail(status: int, name: str) -> tuple[str, str]:
 def install(app: Flask) -> None:
     """JSON for every HTTP error Flask answers itself. A bug is logged by Flask (with its
     traceback) before this answers 500; the answer never carries the exception's text."""
+
+    @app.before_request
+    def refuse_nul() -> None:
+        """No stored id, shop or key holds a NUL character (the ingest replaces it in headers,
+        the parser refuses it in payloads) and PostgreSQL refuses one in a parameter: a path
+        or query carrying one is a 400 before any view looks it up, not a 500 from the
+        database (the console answers with its own 400 page)."""
+        query = request.args.items(multi=True)
+        if "\x00" in request.path or any("\x00" in key + value for key, value in query):
+            abort(400)
 
     @app.errorhandler(HTTPException)
     def http_error(raised: HTTPException) -> tuple[Response, int]:

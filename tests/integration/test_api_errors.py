@@ -134,6 +134,25 @@ def test_a_bad_parameter_is_a_400_in_the_apis_own_words(
         assert python_text not in body["detail"]
 
 
+@pytest.mark.parametrize("path", [
+    "/refunds/7001?shop=%00", "/refunds/70%0001", "/refunds/70%0001/events",
+    "/refunds?shop=a%00", "/flags?shop=%00", "/reports/refunds?from=2025-03-01&to=2025-03-02"
+    "&shop=%00", "/orders/9%0001/refunds", "/refunds?x%00=1", "/desk/refunds/a%00/7001",
+    "/desk/deliveries/default/d%001",
+])
+def test_a_nul_character_in_a_path_or_query_is_a_400_not_a_database_error(
+    client: FlaskClient, api_settings: Settings, path: str
+) -> None:
+    # given a stored refund, so a lookup reaches the database
+    apply(api_settings, delivery(camel_event()))
+    # when a path or query carries a NUL, which no stored key holds and PostgreSQL refuses
+    response = client.get(path, headers=token(api_settings, "write_refunds"))
+    # then it is refused as a bad request, in JSON for the API (the console has its page)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    if not path.startswith("/desk/"):
+        assert json_error(response, 400)["error"] == "bad_request"
+
+
 @pytest.mark.parametrize("letter_id", ["99999999999999999999999", str(2**63), str(2**31), "0"])
 def test_a_dead_letter_id_past_the_column_is_404(client: FlaskClient, api_settings: Settings,
                                                  letter_id: str) -> None:
