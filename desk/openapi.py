@@ -65,8 +65,8 @@ Answer = type[BaseModel] | Text
 class Operation:
     """What a route's rule cannot say: its purpose, scope, query or headers, and answers by
     status. With a scope, 401 and 403 are added; with path parameters, 404 (a value the
-    route's converter refuses matches no route); 500 (a bug, answered as JSON by
-    `ingest.errors`) is added to every operation."""
+    route's converter refuses matches no route). Every operation also answers 400 (a bad
+    parameter, or a NUL character anywhere in the path or query) and 500 (a bug), as JSON."""
 
     summary: str
     answers: Mapping[int, Answer | tuple[Answer, ...]]
@@ -146,8 +146,6 @@ class WebhookHeaders(BaseModel):
                                           description="v1,<base64> of id.timestamp.body")
 
 
-PAGE_ERRORS: Mapping[int, type[BaseModel]] = {400: ErrorBody}
-
 OPERATIONS: Mapping[str, Operation] = {
     "webhooks.receive": Operation(
         "Receive a Genstore delivery: verify, queue, acknowledge",
@@ -163,13 +161,13 @@ OPERATIONS: Mapping[str, Operation] = {
         {200: TimelineView, 404: ErrorBody, 409: AmbiguousRefundBody},
         scope=READ_REFUNDS, query=ShopQuery, tags=("refunds",)),
     "refunds.order_refunds": Operation(
-        "An order's refunds, a page at a time", {200: RefundPage, **PAGE_ERRORS},
+        "An order's refunds, a page at a time", {200: RefundPage},
         scope=READ_REFUNDS, query=OrderRefundQuery, tags=("refunds",)),
     "refunds.list_refunds": Operation(
-        "Search refunds, a page at a time", {200: RefundPage, **PAGE_ERRORS},
+        "Search refunds, a page at a time", {200: RefundPage},
         scope=READ_REFUNDS, query=RefundQuery, tags=("refunds",)),
     "dead_letters.list_dead_letters": Operation(
-        "Dead letters, a page at a time", {200: DeadLetterPage, **PAGE_ERRORS},
+        "Dead letters, a page at a time", {200: DeadLetterPage},
         scope=WRITE_REFUNDS, query=DeadLetterQuery, tags=("operations",)),
     "dead_letters.requeue": Operation(
         "Send a dead letter through the apply path again",
@@ -177,15 +175,15 @@ OPERATIONS: Mapping[str, Operation] = {
         scope=WRITE_REFUNDS, tags=("operations",)),
     "reports.refunds_report": Operation(
         "The finance report: per day and currency, opened, refunded and fund change net",
-        {200: (FinanceReportView, Text("text/csv")), 400: ErrorBody},
+        {200: (FinanceReportView, Text("text/csv"))},
         scope=READ_REFUNDS, query=FinanceQuery, tags=("reports",)),
     "reports.reasons_report": Operation(
         "The after-sale reasons report, by reason and by product",
-        {200: ReasonsReportView, 400: ErrorBody},
+        {200: ReasonsReportView},
         scope=READ_REFUNDS, query=ReasonsQuery, tags=("reports",)),
     "flags.list_flags": Operation(
         "Risk flags in the order they were raised, a page at a time",
-        {200: FlagPage, **PAGE_ERRORS}, scope=READ_REFUNDS, query=FlagQuery, tags=("flags",)),
+        {200: FlagPage}, scope=READ_REFUNDS, query=FlagQuery, tags=("flags",)),
     "flags.acknowledge": Operation(
         "Acknowledge a risk flag (a second acknowledgement changes nothing)",
         {200: FlagView, 404: ErrorBody}, scope=WRITE_REFUNDS, tags=("flags",)),
@@ -259,7 +257,7 @@ def _models(operation: Operation) -> Iterator[type[BaseModel]]:
 def _answers(operation: Operation, *, routed: bool = False) -> dict[int, tuple[Answer, ...]]:
     """Answers by status, each a tuple of alternatives (one per media type). `routed`: the
     path has parameters."""
-    added: dict[int, Answer | tuple[Answer, ...]] = {500: ErrorBody}
+    added: dict[int, Answer | tuple[Answer, ...]] = {400: ErrorBody, 500: ErrorBody}
     if routed:
         added[404] = ErrorBody
     if operation.scope:
