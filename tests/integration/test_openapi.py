@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy import select
 
-import ingest  # before desk: desk.auth imports ingest.errors, whose package imports desk
 from desk.openapi import OPERATIONS
+from ingest import create_app
 from refunds import tokens
 from refunds.db import session_factory
 from refunds.models import DeadLetter, RefundFlag
@@ -52,7 +52,7 @@ def live_settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
 
 @pytest.fixture
 def live_app(live_settings: Settings) -> Flask:
-    return ingest.create_app(live_settings)
+    return create_app(live_settings)
 
 
 @pytest.fixture
