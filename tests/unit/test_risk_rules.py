@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 import pytest
 
-from refunds import flags
+from refunds import risk
 from refunds.risk_rules import (
     DEFAULTS,
     AmountOver,
@@ -119,21 +119,21 @@ class Facts:
 
 def test_amount_over_uses_the_currencys_own_threshold() -> None:
     params = AmountOver(threshold=Decimal(100), currency=(("JPY", Decimal(15000)),))
-    assert flags.amount_over(Facts(refund_price=Decimal("100.01")), params) == {
+    assert risk.amount_over(Facts(refund_price=Decimal("100.01")), params) == {
         "price": "100.01", "currency": "USD", "threshold": "100"}
-    assert flags.amount_over(Facts(refund_price=Decimal(100)), params) is None
-    assert flags.amount_over(Facts(refund_price=Decimal(15000), currency="jpy"), params) is None
-    assert flags.amount_over(Facts(refund_price=None), params) is None
+    assert risk.amount_over(Facts(refund_price=Decimal(100)), params) is None
+    assert risk.amount_over(Facts(refund_price=Decimal(15000), currency="jpy"), params) is None
+    assert risk.amount_over(Facts(refund_price=None), params) is None
 
 
 def test_over_line_items_needs_every_subtotal_and_counts_missing_tax_as_none() -> None:
     lines = [{"subtotal": "6.00", "total_tax": "0.50"}, {"subtotal": "3.50", "total_tax": None}]
-    assert flags.over_line_items(Facts(line_items=lines, refund_price=Decimal("10.00"))) is None
-    assert flags.over_line_items(Facts(line_items=lines, refund_price=Decimal("10.01"))) == {
+    assert risk.over_line_items(Facts(line_items=lines, refund_price=Decimal("10.00"))) is None
+    assert risk.over_line_items(Facts(line_items=lines, refund_price=Decimal("10.01"))) == {
         "price": "10.01", "line_items_total": "10.00", "line_items": 2}
     partial = [*lines, {"subtotal": None, "total_tax": "1.00"}]
-    assert flags.over_line_items(Facts(line_items=partial, refund_price=Decimal(99))) is None
-    assert flags.over_line_items(Facts(line_items=[], refund_price=Decimal(99))) is None
+    assert risk.over_line_items(Facts(line_items=partial, refund_price=Decimal(99))) is None
+    assert risk.over_line_items(Facts(line_items=[], refund_price=Decimal(99))) is None
 
 
 def test_customer_velocity_counts_within_any_span_that_holds_the_refund() -> None:
@@ -141,19 +141,19 @@ def test_customer_velocity_counts_within_any_span_that_holds_the_refund() -> Non
     week = timedelta(days=7)
     # this refund (T0) is the middle one: the span starting a day before holds all three
     around = [(T0 - timedelta(days=1), 1), (T0, 1), (T0 + week - timedelta(days=1), 1)]
-    assert flags.customer_velocity(Facts(), params, around) == {
+    assert risk.customer_velocity(Facts(), params, around) == {
         "customer_id": "c1", "refunds": 3, "days": 7,
         "first_created_at": (T0 - timedelta(days=1)).isoformat(),
         "last_created_at": (T0 + timedelta(days=6)).isoformat()}
     exactly = [(T0 - week, 1), (T0 - timedelta(days=3), 1), (T0, 1)]
-    assert flags.customer_velocity(Facts(), params, exactly) == {
+    assert risk.customer_velocity(Facts(), params, exactly) == {
         "customer_id": "c1", "refunds": 3, "days": 7,
         "first_created_at": (T0 - week).isoformat(), "last_created_at": T0.isoformat()}
     too_wide = [(T0 - week - timedelta(seconds=1), 1), (T0 - timedelta(days=3), 1), (T0, 1)]
-    assert flags.customer_velocity(Facts(), params, too_wide) is None
-    assert flags.customer_velocity(Facts(), params, [(T0, 2)]) is None  # one too few
-    assert flags.customer_velocity(Facts(), params, [(T0, 3)])["refunds"] == 3
-    assert flags.customer_velocity(Facts(customer_id=None), params, [(T0, 3)]) is None
+    assert risk.customer_velocity(Facts(), params, too_wide) is None
+    assert risk.customer_velocity(Facts(), params, [(T0, 2)]) is None  # one too few
+    assert risk.customer_velocity(Facts(), params, [(T0, 3)])["refunds"] == 3
+    assert risk.customer_velocity(Facts(customer_id=None), params, [(T0, 3)]) is None
 
 
 def test_raised_after_refunded_wants_a_raise_after_the_refund() -> None:
@@ -163,10 +163,10 @@ def test_raised_after_refunded_wants_a_raise_after_the_refund() -> None:
         {"amount": "30.00", "previous_amount": "25.00", "at": T0.isoformat()},
         {"amount": "30.00", "previous_amount": None, "at": (T0 + timedelta(hours=2))
          .isoformat()}])
-    assert flags.raised_after_refunded(refunded) is None  # lower, at the same time, no previous
+    assert risk.raised_after_refunded(refunded) is None  # lower, at the same time, no previous
     refunded.fund_changes.append({"amount": "20.01", "previous_amount": "20.00",
                                   "at": (T0 + timedelta(hours=3)).isoformat()})
-    assert flags.raised_after_refunded(refunded) == {
+    assert risk.raised_after_refunded(refunded) == {
         "refunded_at": T0.isoformat(), "at": (T0 + timedelta(hours=3)).isoformat(),
         "amount": "20.01", "previous_amount": "20.00"}
 
@@ -174,16 +174,16 @@ def test_raised_after_refunded_wants_a_raise_after_the_refund() -> None:
 def test_stuck_in_progress_after_the_hours_and_only_in_progress() -> None:
     params = StuckInProgress(hours=72)
     due = T0 + timedelta(hours=72)
-    assert flags.stuck_in_progress(Facts(), params, due) is None
-    assert flags.stuck_in_progress(Facts(), params, due + timedelta(seconds=1)) == {
+    assert risk.stuck_in_progress(Facts(), params, due) is None
+    assert risk.stuck_in_progress(Facts(), params, due + timedelta(seconds=1)) == {
         "created_at": T0.isoformat(), "hours": 72,
         "checked_at": (due + timedelta(seconds=1)).isoformat()}
-    assert flags.stuck_in_progress(Facts(status="refunded"), params, due + timedelta(
+    assert risk.stuck_in_progress(Facts(status="refunded"), params, due + timedelta(
         days=1)) is None
 
 
 def test_evaluate_skips_rules_that_are_off() -> None:
     pricey = Facts(refund_price=Decimal(5000), line_items=[{"subtotal": "1", "total_tax": "0"}])
-    assert set(flags.evaluate(pricey, DEFAULTS, [])) == {Rule.AMOUNT_OVER, Rule.OVER_LINE_ITEMS}
+    assert set(risk.evaluate(pricey, DEFAULTS, [])) == {Rule.AMOUNT_OVER, Rule.OVER_LINE_ITEMS}
     off = RiskRules(amount_over=AmountOver(enabled=False))
-    assert set(flags.evaluate(pricey, off, [])) == {Rule.OVER_LINE_ITEMS}
+    assert set(risk.evaluate(pricey, off, [])) == {Rule.OVER_LINE_ITEMS}
