@@ -68,6 +68,8 @@ def read_body(limit: int) -> bytes:
     return bytes(body)
 
 
-@bp.app_errorhandler(RequestEntityTooLarge)
+@bp.errorhandler(RequestEntityTooLarge)
 def too_large(_error: RequestEntityTooLarge) -> tuple[Response, int]:
+    """The webhook's own answer, a rejected delivery; a body too large for another endpoint
+    is the API's JSON error (`ingest.errors`), not a delivery."""
     return _refuse("body_too_large", 413)

@@ -25,6 +25,7 @@ from ingest import create_app
 from refunds import tokens
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
+from refunds.metrics import REJECTED
 from refunds.settings import Settings
 
 
@@ -151,6 +152,23 @@ def test_a_nul_character_in_a_path_or_query_is_a_400_not_a_database_error(
     assert response.status_code == 400, response.get_data(as_text=True)
     if not path.startswith("/desk/"):
         assert json_error(response, 400)["error"] == "bad_request"
+
+
+def test_a_body_too_large_elsewhere_is_not_a_rejected_delivery(
+    client: FlaskClient, api_settings: Settings
+) -> None:
+    # given a body past the limit, posted to the console's sign-in form (which reads it)
+    body = b"token=" + b"x" * api_settings.max_body_bytes
+    rejected = REJECTED.labels("body_too_large")._value.get()
+    response = client.post("/desk/login", data=body,
+                           content_type="application/x-www-form-urlencoded")
+    # then it is refused, and no delivery was counted as rejected
+    assert response.status_code == 413
+    assert REJECTED.labels("body_too_large")._value.get() == rejected
+    # while the webhook keeps the SPEC's own answer, counted
+    webhook = client.post("/webhooks/genstore", data=body)
+    assert (webhook.status_code, webhook.get_json()) == (413, {"error": "body_too_large"})
+    assert REJECTED.labels("body_too_large")._value.get() == rejected + 1
 
 
 @pytest.mark.parametrize("letter_id", ["99999999999999999999999", str(2**63), str(2**31), "0"])
