@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, abort, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import BadRequest, HTTPException
 
 # Codes and details for what Flask and werkzeug raise before or around a view.
 KNOWN = {
@@ -22,6 +22,10 @@ KNOWN = {
     500: ("internal_error", "the server failed to answer; the failure is logged"),
     501: ("not_implemented", "the server does not support this request"),
 }
+
+
+class NulCharacter(BadRequest):
+    """A path or query carrying a NUL character; its description names where."""
 
 
 def error(status: int, code: str, detail: str, **extra: Any) -> tuple[Response, int]:
@@ -45,14 +49,18 @@ def install(app: Flask) -> None:
         the parser refuses it in payloads) and PostgreSQL refuses one in a parameter: a path
         or query carrying one is a 400 before any view looks it up, not a 500 from the
         database (the console answers with its own 400 page)."""
-        query = request.args.items(multi=True)
-        if "\x00" in request.path or any("\x00" in key + value for key, value in query):
-            abort(400)
+        if "\x00" in request.path:
+            raise NulCharacter("the path must not contain NUL characters")
+        for key, value in request.args.items(multi=True):
+            if "\x00" in key + value:
+                raise NulCharacter(f"{key!r:.40} must not contain NUL characters")
 
     @app.errorhandler(HTTPException)
     def http_error(raised: HTTPException) -> tuple[Response, int]:
         status = raised.code or 500
         code, detail = code_and_detail(status, raised.name)
+        if isinstance(raised, NulCharacter):
+            detail = raised.description or detail
         allowed = raised.get_response().headers.get("Allow")
         if allowed:
             detail = f"{request.method} is not allowed here; allowed: {allowed}"

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 from backing_services import delete_keys, postgres_server, redis_server, scratch_database
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from ingest import create_app
 from refund_sink.operations import upgrade_database
 from refunds.db import session_factory
 from refunds.models import Base
@@ -144,3 +147,19 @@ def settings(db_url: str) -> Settings:
 def session(settings: Settings) -> Iterator[Session]:
     with session_factory(settings)() as session:
         yield session
+
+
+@pytest.fixture
+def api_settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
+    """Settings for an app under test: either database, real Redis under this test's prefix."""
+    return make_settings(db_url, redis_url, key_prefix)
+
+
+@pytest.fixture
+def app(api_settings: Settings) -> Flask:
+    return create_app(api_settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
 from deliveries import apply, delivery
 from flask.testing import FlaskClient
 from payloads import camel_event
@@ -18,7 +17,6 @@ from processes import environment
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from ingest import create_app
 from refunds import tokens
 from refunds.db import session_factory
 from refunds.models import ApiToken, RefundFlag
@@ -30,16 +28,6 @@ ONE_LINE = [{"quantity": "1", "totalTax": "0.00", "subtotal": "1.00",
              "lineItem": {"sku": "S1", "price": "1.00"}}]
 FIELDS = {"id", "shop", "refund_id", "rule", "details", "raised_at", "acknowledged_by",
           "acknowledged_at", "state"}
-
-
-@pytest.fixture
-def api_settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
-    return make_settings(db_url, redis_url, key_prefix)
-
-
-@pytest.fixture
-def client(api_settings: Settings) -> FlaskClient:
-    return create_app(api_settings).test_client()
 
 
 def token(settings: Settings, *scopes: str, name: str | None = "test",

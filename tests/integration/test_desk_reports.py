@@ -9,7 +9,6 @@ import io
 import json
 
 import pytest
-from conftest import make_settings
 from deliveries import apply, delivery
 from flask.testing import FlaskClient
 from payloads import PRODUCT_ID, VARIANT_ID, after_sale_event, camel_event, spec_sequence
@@ -17,23 +16,12 @@ from processes import environment
 from test_api import token
 from test_cli import clean_env, cli
 
-from ingest import create_app
 from refunds.db import session_factory
 from refunds.settings import Settings
 from refunds.tokens import create
 
 pytestmark = pytest.mark.integration
 MARCH_1 = "from=2025-03-01&to=2025-03-03"
-
-
-@pytest.fixture
-def api_settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
-    return make_settings(db_url, redis_url, key_prefix)
-
-
-@pytest.fixture
-def client(api_settings: Settings) -> FlaskClient:
-    return create_app(api_settings).test_client()
 
 
 def _refunds(settings: Settings, shop: str = "default") -> None:

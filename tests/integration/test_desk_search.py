@@ -10,30 +10,18 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import make_settings
 from deliveries import apply, delivery
 from flask.testing import FlaskClient
 from payloads import camel_event
 from sqlalchemy import delete
 
 from bench import search_plans
-from ingest import create_app
 from refunds import search, tokens
 from refunds.db import session_factory
 from refunds.models import RefundFlag
 from refunds.settings import Settings
 
 A, B = "a.example", "b.example"
-
-
-@pytest.fixture
-def api_settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
-    return make_settings(db_url, redis_url, key_prefix)
-
-
-@pytest.fixture
-def client(api_settings: Settings) -> FlaskClient:
-    return create_app(api_settings).test_client()
 
 
 def token(settings: Settings, shop: str | None = None) -> dict[str, str]:

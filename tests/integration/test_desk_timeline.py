@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from conftest import make_settings
 from deliveries import apply, delivery
 from flask.testing import FlaskClient
 from payloads import camel_event
 from test_api import token
 from test_cli import clean_env, cli
 
-from ingest import create_app
 from refunds.settings import Settings
-
-
-@pytest.fixture
-def api_settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
-    return make_settings(db_url, redis_url, key_prefix)
-
-
-@pytest.fixture
-def client(api_settings: Settings) -> FlaskClient:
-    return create_app(api_settings).test_client()
 
 
 def _spec_refund(settings: Settings, shop: str = "default") -> None:

@@ -6,25 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import make_settings
 from deliveries import apply, delivery
 from flask.testing import FlaskClient
 from payloads import camel_event
 
-from ingest import create_app
 from refunds import tokens
 from refunds.db import session_factory
 from refunds.settings import Settings
-
-
-@pytest.fixture
-def api_settings(db_url: str, redis_url: str, key_prefix: str) -> Settings:
-    return make_settings(db_url, redis_url, key_prefix)
-
-
-@pytest.fixture
-def client(api_settings: Settings) -> FlaskClient:
-    return create_app(api_settings).test_client()
 
 
 def bearer(value: str) -> dict[str, str]:
