@@ -235,6 +235,36 @@ class DeadLetter(Base):
     resolved_at: Mapped[datetime | None]
 
 
+class Shop(Base):
+    """A Genstore shop the sink acts for: its Admin API access token, encrypted at rest
+    (`REFUND_SINK_SECRET_KEY`), never shown. Once any shop is registered, deliveries naming
+    another shop are not applied."""
+
+    __tablename__ = "shops"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    access_token_encrypted: Mapped[bytes]
+    iana_timezone: Mapped[str | None] = mapped_column(String(64))
+    added_at: Mapped[datetime]
+    last_reconciled_at: Mapped[datetime | None]
+    last_reconcile_outcome: Mapped[str | None] = mapped_column(String(32))
+
+
+class Erasure(Base):
+    """That a compliance request erased data, and when, from which delivery: never what was
+    erased."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    shop: Mapped[str] = mapped_column(String(255))
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    rows: Mapped[dict[str, Any]]  # rows touched per table, for the operator
+    erased_at: Mapped[datetime]
+
+
 class ApiToken(Base):
     """API tokens; only the SHA-256 of the token is stored. A token with a shop sees that
     shop only; one with an expiry stops working then."""
