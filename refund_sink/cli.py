@@ -18,6 +18,7 @@ from refund_sink import (
     refund_commands,
     report_commands,
     send,
+    shop_commands,
     spool_commands,
     state_folder,
 )
@@ -43,6 +44,7 @@ def build_parser() -> Parser:
     refund_commands.add_command(commands)
     flag_commands.add_command(commands)
     report_commands.add_command(commands)
+    shop_commands.add_command(commands)
     return parser
 
 

@@ -13,7 +13,10 @@ import time
 import urllib.request
 from types import FrameType
 
+from cryptography.fernet import Fernet
+
 from refund_sink.servers import ServerError, free_port, start_redis
+from refund_sink.shop_commands import SECRET_KEY_FILE
 from refund_sink.state_folder import (
     DATA_DIR,
     SECRET_FILE,
@@ -70,6 +73,11 @@ class EmbeddedSink:
                 SECRET_FILE.write_text(secrets.token_urlsafe(32) + "\n")
                 SECRET_FILE.chmod(0o600)
             env["GENSTORE_WEBHOOK_SECRET"] = SECRET_FILE.read_text().strip()
+        if not env.get("REFUND_SINK_SECRET_KEY"):  # the shops' tokens at rest (refunds.shops)
+            if not SECRET_KEY_FILE.exists():
+                SECRET_KEY_FILE.write_text(Fernet.generate_key().decode() + "\n")
+                SECRET_KEY_FILE.chmod(0o600)
+            env["REFUND_SINK_SECRET_KEY"] = SECRET_KEY_FILE.read_text().strip()
         return env
 
     def _migrate(self, env: dict[str, str]) -> None:

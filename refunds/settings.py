@@ -15,6 +15,7 @@ DEFAULT_DATABASE_URL = "sqlite:///./refund-sink.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_SPOOL_DIR = "./.refund-sink/spool"
 DEFAULT_HEARTBEAT_DIR = "/tmp/refund-sink-heartbeats"  # noqa: S108 - a file per worker
+DEFAULT_GENSTORE_API_URL = "https://{shop}.genmystore.com"
 
 
 class ConfigError(Exception):
@@ -50,6 +51,10 @@ class Settings:
     desk_secure_cookie: bool = False
     flower_url: str | None = None  # linked from the console's pipeline page
     risk_rules: RiskRules = field(default=risk_rules.DEFAULTS, repr=False)
+    # Fernet keys for the shops' access tokens at rest (refunds.shops): the first encrypts,
+    # all decrypt, so a new key is put first and the old one dropped once re-encrypted
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    genstore_api_url: str = DEFAULT_GENSTORE_API_URL  # `{shop}` is replaced by the domain
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +88,8 @@ class Settings:
             desk_secure_cookie=_flag(env, "REFUND_SINK_DESK_SECURE_COOKIE"),
             flower_url=env.get("REFUND_SINK_FLOWER_URL") or None,
             risk_rules=_risk_rules(env.get("REFUND_SINK_RISK_RULES")),
+            secret_keys=_split_secrets(env.get("REFUND_SINK_SECRET_KEY", "")),
+            genstore_api_url=env.get("GENSTORE_API_URL") or DEFAULT_GENSTORE_API_URL,
         )
         settings.check_timeouts()
         settings.check_redis_url()
