@@ -2,7 +2,9 @@
 and folded into their refunds, all in the caller's transaction, so each delivery's dedupe
 record and its effect commit together.
 
-Each delivery that reaches a refund leaves an event on its timeline (`refunds.timeline`).
+Each delivery that reaches a refund leaves an event on its timeline (`refunds.timeline`). A
+delivery of a compliance topic (`refunds.compliance`) is archived and claimed like any other
+and carried out in the same transaction, in a run of its own; it reaches no refund.
 The outcome of each delivery, and the database afterwards, are those of applying the
 deliveries one by one in their order, with a fixed number of multi-row statements per list
 instead of a dozen round trips per delivery."""
@@ -19,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from refunds import claims, dead_letters, flags
+from refunds import claims, compliance, dead_letters, flags
 from refunds.archive import archive
 from refunds.claims import KnownClaim, Settled
 from refunds.db import in_pairs, insert_ignore_many
@@ -31,6 +33,8 @@ from refunds.risk_rules import RiskRules
 from refunds.state import IN_PROGRESS, fold
 from refunds.timeline import Effect, Event, record_events
 from schemas import PayloadRejected, RefundMessage, parse_delivery
+
+NO_REFUND = ""  # the refund id of a compliance delivery's claim
 
 
 class Outcome(enum.StrEnum):
@@ -56,22 +60,24 @@ class Result:
 
 def apply_deliveries(
     deliveries: Sequence[RawDelivery], *, session: Session, naive_tz: str,
-    rules: RiskRules = DEFAULT_RULES,
+    rules: RiskRules = DEFAULT_RULES, spool_dir: str | None = None,
 ) -> list[Result]:
     """One Result per delivery, in the given order.
 
     A payload that cannot be applied is a dead letter (a Result), not an error; a (shop,
     delivery id) that already had its effect with another body is a `delivery_conflict`
     dead letter. The risk `rules` are evaluated on the refunds the list changed; what they
-    raise is in the Results' `flags`. Raises what the database raises (then the whole list is
-    to be tried again). Runs in the caller's transaction, never commits."""
+    raise is in the Results' `flags`. A `customers/redact` or `shop/redact` also erases from
+    the spool files in `spool_dir`, when given (those of this host). Raises what the
+    database raises (then the whole list is to be tried again). Runs in the caller's
+    transaction, never commits."""
     now = datetime.now(UTC)
     archive(deliveries, session=session, now=now)
     results: list[Result] = []
     events: list[Event] = []
     changed: dict[RefundKey, Refund] = {}
     for run in _runs_of_distinct_keys(deliveries):
-        applying = _Applying(session, naive_tz, now, events, changed)
+        applying = _Applying(session, naive_tz, now, events, changed, spool_dir)
         outcomes = applying.run(list(enumerate(run)))
         results.extend(outcomes[index] for index in range(len(run)))
     record_events(session, events, now)
@@ -81,15 +87,20 @@ def apply_deliveries(
 
 def _runs_of_distinct_keys(deliveries: Sequence[RawDelivery]) -> list[Sequence[RawDelivery]]:
     """Consecutive runs in which no (shop, delivery id) repeats: a later copy must meet the
-    earlier copy's claim, as it would one by one. Almost always a single run."""
+    earlier copy's claim, as it would one by one. A compliance delivery is a run of its own:
+    what it erases is what the deliveries before it stored. Almost always a single run."""
     runs: list[Sequence[RawDelivery]] = []
     start, keys = 0, set[DeliveryKey]()
     for index, delivery in enumerate(deliveries):
-        if delivery.key in keys:
+        alone = compliance.is_compliance(delivery)
+        if delivery.key in keys or (alone and index > start):
             runs.append(deliveries[start:index])
             start, keys = index, set[DeliveryKey]()
         keys.add(delivery.key)
-    return [*runs, deliveries[start:]] if deliveries else []
+        if alone:
+            runs.append(deliveries[start:index + 1])
+            start, keys = index + 1, set[DeliveryKey]()
+    return [*runs, deliveries[start:]] if start < len(deliveries) else runs
 
 
 @dataclass
@@ -102,8 +113,12 @@ class _Applying:
     now: datetime
     events: list[Event]
     changed: dict[RefundKey, Refund]
+    spool_dir: str | None
 
     def run(self, items: list[tuple[int, RawDelivery]]) -> dict[int, Result]:
+        if len(items) == 1 and compliance.is_compliance(items[0][1]):
+            index, delivery = items[0]
+            return {index: self.comply(delivery)}
         known = claims.known(self.session, [delivery.key for _, delivery in items])
         results: dict[int, Result] = {}
         parsed: list[Parsed] = []
@@ -123,6 +138,34 @@ class _Applying:
                                   if results[index].outcome is not Outcome.DEAD_LETTERED],
                                  session=self.session, now=self.now)
         return results
+
+    def comply(self, delivery: RawDelivery) -> Result:
+        """A compliance delivery: claimed like any delivery (a redelivery is a duplicate, not
+        a second erasure), then carried out. Its claim names no refund."""
+        session = self.session
+        claim = claims.known(session, [delivery.key]).get(delivery.key)
+        if claim is not None:
+            if claim.body_sha256 == delivery.body_sha256:
+                return Result(Outcome.DUPLICATE_DELIVERY)
+            dead_letters.record_conflict(delivery, claim.body_sha256, session=session)
+            return Result(Outcome.DEAD_LETTERED, reason=dead_letters.CONFLICT)
+        try:
+            request = compliance.parse(delivery)
+        except PayloadRejected as rejected:
+            dead_letters.record(delivery, reason=rejected.reason, error=rejected.detail,
+                                errors=rejected.errors, session=session)
+            return Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
+        if not claims.claim(session, [(delivery, NO_REFUND)], self.now):
+            return self.comply(delivery)  # another transaction claimed it meanwhile
+        compliance.carry_out(delivery, request, session=session, now=self.now,
+                             spool_dir=self.spool_dir)
+        if compliance.erases_shop(delivery):  # nothing of the shop is to be written after it
+            self.events[:] = [event for event in self.events if event.delivery.shop
+                              != delivery.shop]
+            for key in [key for key in self.changed if key[0] == delivery.shop]:
+                del self.changed[key]
+        dead_letters.resolve_all([delivery], session=session, now=self.now)
+        return Result(Outcome.APPLIED)
 
     def claimed_before(self, delivery: RawDelivery, claim: KnownClaim) -> Result:
         """The same body again is a duplicate; another body is a conflict, kept as a dead

@@ -39,7 +39,8 @@ class DeliveryHandler:
         with session_factory(self.settings).begin() as session:
             results = apply_deliveries(deliveries, session=session,
                                        naive_tz=self.settings.naive_tz,
-                                       rules=self.settings.risk_rules)
+                                       rules=self.settings.risk_rules,
+                                       spool_dir=self.settings.spool_dir)
         seconds = time.perf_counter() - started  # each delivery waited for the whole list
         batch = len(deliveries) if len(deliveries) > 1 else None
         for delivery, result in zip(deliveries, results, strict=True):
