@@ -12,6 +12,7 @@ import redis
 import sqlalchemy.exc
 
 from refund_sink import (
+    export_commands,
     flag_commands,
     operations,
     processes,
@@ -43,6 +44,7 @@ def build_parser() -> Parser:
     spool_commands.add_command(commands)
     refund_commands.add_command(commands)
     flag_commands.add_command(commands)
+    export_commands.add_command(commands)
     report_commands.add_command(commands)
     shop_commands.add_command(commands)
     return parser
