@@ -16,6 +16,7 @@ from refund_sink import (
     flag_commands,
     operations,
     processes,
+    reconcile_commands,
     refund_commands,
     report_commands,
     send,
@@ -47,6 +48,7 @@ def build_parser() -> Parser:
     export_commands.add_command(commands)
     report_commands.add_command(commands)
     shop_commands.add_command(commands)
+    reconcile_commands.add_command(commands)
     return parser
 
 

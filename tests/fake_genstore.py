@@ -38,6 +38,7 @@ class Failure:
     times: int
     retry_after: float = 1
     hang_seconds: float = 5
+    after: int = 0  # requests answered normally first
 
 
 def refund(refund_id: str, order_id: str, status: str, price: str, update_time: str,
@@ -83,7 +84,8 @@ class FakeGenstore:
         self._server.server_close()
 
     def fail_next(self, mode: str, times: int = 1, **options: float) -> None:
-        """The next `times` requests (of any shop) answer `mode`: "429", "500" or "hang"."""
+        """The next `times` requests (of any shop) answer `mode`: "429", "500" or "hang"
+        (after `after` requests answered normally, if given)."""
         with self._lock:
             self.failures.append(Failure(mode, times, **options))  # type: ignore[arg-type]
 
@@ -97,6 +99,9 @@ class FakeGenstore:
             if not self.failures:
                 return None
             failure = self.failures[0]
+            if failure.after > 0:
+                failure.after -= 1
+                return None
             failure.times -= 1
             if failure.times <= 0:
                 self.failures.pop(0)
