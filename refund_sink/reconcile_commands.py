@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,8 @@ from refunds import shops
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
 from refunds.settings import Settings
+
+log = logging.getLogger("refund_sink.reconcile")
 
 
 def add_command(commands: Any) -> None:
@@ -66,9 +69,12 @@ def reconcile_command(args: argparse.Namespace) -> int:
         apply(report, _publisher(settings), now=now)
     with factory.begin() as session:
         shops.record_reconcile(args.shop, report.outcome.value, at=now, session=session)
+    log.info("reconcile %s: %s, %d orders checked, %d missing, %d differ, %d only local, %d "
+             "applied", report.shop, report.outcome.value, len(report.checked_orders),
+             len(report.missing), len(report.differs), len(report.only_local), report.applied)
     show(report, as_json=args.json)
     if report.outcome is not Outcome.OK:
-        raise CommandError(f"reconcile {args.shop}: {report.outcome.value}: {report.error}")
+        raise CommandError(f"reconcile: {report.outcome.value}: {report.error}")
     return 0
 
 

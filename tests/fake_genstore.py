@@ -6,7 +6,10 @@ requests with 429 and `Retry-After`, 500, or to hang.
 Shops live under a path prefix, so one server stands for every shop:
 `GENSTORE_API_URL=http://127.0.0.1:PORT/shops/{shop}`.
 
-    python -m tests.fake_genstore --port 8099   # serves EXAMPLE_SHOPS until Ctrl-C
+    python -m tests.fake_genstore --port 8099   # serves example_shops() until Ctrl-C
+
+`--write-events DIR` also writes each refund as a webhook body, DIR/SHOP/REFUND.json, for
+`refund-sink send` to deliver a share of them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -210,8 +214,16 @@ def _handler(fake: FakeGenstore) -> type[BaseHTTPRequestHandler]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8099)
-    port = parser.parse_args().port
-    fake = FakeGenstore(example_shops(), port=port).start()
+    parser.add_argument("--write-events", type=Path, metavar="DIR",
+                        help="write each refund as a webhook body, DIR/SHOP/REFUND.json")
+    args = parser.parse_args()
+    fake = FakeGenstore(example_shops(), port=args.port).start()
+    if args.write_events:
+        for domain, shop in fake.shops.items():
+            (args.write_events / domain).mkdir(parents=True, exist_ok=True)
+            for found in shop.refunds:
+                path = args.write_events / domain / f"{found['id']}.json"
+                path.write_text(json.dumps({"refund": found}, indent=2) + "\n")
     print(f"fake Genstore at GENSTORE_API_URL={fake.url}")
     for domain, shop in fake.shops.items():
         print(f"  {domain}: token {shop.token!r}, {len(shop.refunds)} refunds")

@@ -135,6 +135,7 @@ def test_refunds_never_received_are_found_applied_once_and_a_second_run_changes_
     assert take_queued(cli) == []
     assert [apply(cli, d) for d in queued] == [Applied.DUPLICATE_DELIVERY] * 2
     assert [view(cli, f"700{n}", shop=SHOP)["events_applied"] for n in range(4)] == [1] * 4
+    assert "reconcile shop-one.example: ok, 2 orders checked, 2 missing" in caplog.text
     assert TOKEN not in shown + shown_again + caplog.text
 
 
