@@ -112,3 +112,19 @@ def test_shop_add_without_a_key_says_how_to_make_one(
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "Fernet.generate_key()" in error
     assert stored_bytes(settings) == []
+
+
+def test_shop_rotate_key_re_encrypts_under_the_first_key(
+        cli_env: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # given a shop added under the old key
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    monkeypatch.setenv("REFUND_SINK_SECRET_KEY", old)
+    assert main(["shop", "add", "shop-one", "--access-token-file", str(cli_env)]) == 0
+    # when a new key is put first and the tokens rotated
+    monkeypatch.setenv("REFUND_SINK_SECRET_KEY", f"{new},{old}")
+    assert main(["shop", "rotate-key"]) == 0
+    # then the new key alone reads the token
+    assert "re-encrypted 1 access token" in capsys.readouterr().out
+    with session_factory(settings)() as session:
+        assert shops.access_token("shop-one", keys=shops.cipher([new]), session=session) == TOKEN
