@@ -19,6 +19,7 @@ from refund_sink import (
     reconcile_commands,
     refund_commands,
     report_commands,
+    retention_commands,
     send,
     shop_commands,
     spool_commands,
@@ -47,6 +48,7 @@ def build_parser() -> Parser:
     flag_commands.add_command(commands)
     export_commands.add_command(commands)
     report_commands.add_command(commands)
+    retention_commands.add_command(commands)
     shop_commands.add_command(commands)
     reconcile_commands.add_command(commands)
     return parser

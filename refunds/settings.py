@@ -55,6 +55,8 @@ class Settings:
     # all decrypt, so a new key is put first and the old one dropped once re-encrypted
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
     genstore_api_url: str = DEFAULT_GENSTORE_API_URL  # `{shop}` is replaced by the domain
+    # days the raw bodies of applied deliveries are kept (`refund-sink retention apply`); 0: ever
+    raw_retention_days: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +92,7 @@ class Settings:
             risk_rules=_risk_rules(env.get("REFUND_SINK_RISK_RULES")),
             secret_keys=_split_secrets(env.get("REFUND_SINK_SECRET_KEY", "")),
             genstore_api_url=env.get("GENSTORE_API_URL") or DEFAULT_GENSTORE_API_URL,
+            raw_retention_days=_int(env, "REFUND_SINK_RAW_RETENTION_DAYS", 0, minimum=0),
         )
         settings.check_timeouts()
         settings.check_redis_url()

@@ -223,7 +223,7 @@ def test_the_kustomization_includes_every_manifest_and_renders_them() -> None:
     assert kinds == sorted([
         "ConfigMap", "Service", "Service", "StatefulSet", "HorizontalPodAutoscaler",
         "PodDisruptionBudget", "Ingress", "Deployment", "Deployment", "ScaledObject", "Job",
-        "CronJob"])
+        "CronJob", "CronJob"])
     namespace = kustomization()["namespace"]
     assert all(doc["metadata"]["namespace"] == namespace for doc in rendered)
     assert f"-n {namespace}" in readme_section("Deploy")
@@ -292,13 +292,13 @@ def test_workers_scale_on_the_queue_they_consume() -> None:
 
 
 def test_the_risk_check_runs_every_15_minutes_on_both_deploys() -> None:
-    (cron,) = by_kind(source_manifests(), "CronJob")
+    cron = cron_job(source_manifests(), "refund-sink-flags-check")
     assert cron["spec"]["schedule"] == "*/15 * * * *"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["refund-sink", "flags", "check"]
     assert {"configMapRef": {"name": "refund-sink-config"}} in container["envFrom"]
-    (rendered,) = by_kind(rendered_manifests(), "CronJob")
+    rendered = cron_job(rendered_manifests(), "refund-sink-flags-check")
     (image,) = kustomization()["images"]
     (pod,) = rendered["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert pod["image"] == f"{image['newName']}:{image['newTag']}"
@@ -306,6 +306,24 @@ def test_the_risk_check_runs_every_15_minutes_on_both_deploys() -> None:
     assert service["command"] == ["refund-sink", "flags", "check", "--every", "15m"]
     assert service["init"] is True  # the loop gets the stop signal, not a 10 s wait
     assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_raw_body_retention_runs_daily_on_both_deploys() -> None:
+    cron = cron_job(source_manifests(), "refund-sink-retention")
+    assert cron["spec"]["schedule"] == "17 3 * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["refund-sink", "retention", "apply"]
+    assert {"configMapRef": {"name": "refund-sink-config"}} in container["envFrom"]
+    service = compose()["services"]["retention"]
+    assert service["command"] == ["refund-sink", "retention", "apply", "--every", "1d"]
+    assert service["init"] is True
+    assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def cron_job(docs: tuple[dict[str, Any], ...], name: str) -> dict[str, Any]:
+    (cron,) = [doc for doc in by_kind(docs, "CronJob") if doc["metadata"]["name"] == name]
+    return cron
 
 
 def test_flower_is_internal_and_authenticated() -> None:

@@ -1,6 +1,7 @@
 """`refund-sink export customer` as the operator runs it after a `customers/data_request`:
 the customer's refunds, messages and deliveries with their contact details, in a file only
-its owner reads; after a `customers/redact`, the same export holds no contact details."""
+its owner reads; after a `customers/redact`, the same export holds no contact details. And
+`refund-sink retention apply`, which drops old raw bodies once configured."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,11 @@ import pytest
 from deliveries import delivery, view
 from payloads import camel_event, to_body
 from processes import environment
+from sqlalchemy import select
 
 from refunds.apply import Outcome
+from refunds.db import session_factory
+from refunds.models import RawDeliveryRecord
 from refunds.settings import Settings
 from worker.handling import DeliveryHandler
 
@@ -99,3 +104,30 @@ def test_neither_customer_nor_e_mail_is_a_one_line_error(settings: Settings) -> 
 
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "refund-sink: export customer: give --customer ID or --email\n"
+
+
+def retention(settings: Settings, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "retention", "apply"], env=environment(settings, **env),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_retention_apply_drops_the_old_applied_bodies_once_configured(
+    settings: Settings,
+) -> None:
+    old = datetime.now(UTC) - timedelta(days=40)
+    DeliveryHandler(settings).handle([
+        delivery(camel_event("7001", customer=ADA), delivery_id="old", received_at=old),
+        delivery(camel_event("7002", customer=ADA), delivery_id="new")])
+
+    unset = retention(settings)
+    done = retention(settings, REFUND_SINK_RAW_RETENTION_DAYS="30")
+
+    assert (unset.returncode, unset.stdout) == (
+        0, "REFUND_SINK_RAW_RETENTION_DAYS is not set: raw bodies are kept\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ("raw bodies dropped: 1 archived deliveries, 0 resolved dead letters "
+                           "(older than 30 days)\n")
+    with session_factory(settings)() as session:
+        bodies = {delivery_id: body for delivery_id, body in session.execute(
+            select(RawDeliveryRecord.delivery_id, RawDeliveryRecord.body))}
+    assert bodies["old"] == b"" and bodies["new"] != b""
