@@ -110,8 +110,13 @@ class OrderRefundQuery(PageQuery):
     created_from: datetime | None = Field(None, description=f"inclusive; {_TIME}")
     created_to: datetime | None = Field(None, description=f"exclusive; {_TIME}")
     updated_since: datetime | None = Field(None, description=f"inclusive; {_TIME}")
+    refunded_from: datetime | None = Field(None, description=f"first refunded at or after; "
+                                                            f"{_TIME}")
+    refunded_to: datetime | None = Field(None, description=f"first refunded before; {_TIME}")
     flagged: bool | None = Field(None, description="true: only refunds with an open risk "
                                                    "flag; false: only those without one")
+    fund_changed: bool | None = Field(None, description="true: only refunds with a fund "
+                                                        "change; false: only those without")
 
 
 class RefundQuery(OrderRefundQuery):

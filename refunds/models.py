@@ -60,6 +60,7 @@ class Refund(Base):
         Index("ix_refunds_status", "status", "shop", "refund_id"),
         Index("ix_refunds_currency", "currency", "shop", "refund_id"),
         Index("ix_refunds_created_at", "created_at"),
+        Index("ix_refunds_refunded_at", "refunded_at"),
         Index("ix_refunds_refund_price", "refund_price"),
     )
 

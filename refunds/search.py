@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from refunds.models import Refund, RefundFlag
+from refunds.models import MessageRecord, Refund, RefundFlag
 from refunds.queries import (
     DEFAULT_PAGE,
     STATUSES,
@@ -36,6 +36,7 @@ from refunds.queries import (
     decode_cursor,
     encode_cursor,
 )
+from refunds.state import FUND_CHANGE
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,10 @@ class Page:
 class RefundFilters:
     """What a listing of refunds can be narrowed by (`GET /refunds`'s filters): every field
     optional, all of them combined. Amounts are decimals within a refund price's format, times
-    are aware, `created_from` is inclusive and `created_to` exclusive, `updated_since`
-    inclusive; `flagged` True keeps the refunds with an open (unacknowledged) flag, False
-    those without one. Building one with a value no refund could be searched by raises
+    are aware, `created_from`/`refunded_from` are inclusive and `created_to`/`refunded_to`
+    exclusive, `updated_since` inclusive; `flagged` True keeps the refunds with an open
+    (unacknowledged) flag, False those without one; `fund_changed` True those with a fund
+    change, False those without. Building one with a value no refund could be searched by raises
     BadParameter naming the field; `from_text` reads them from a query string."""
 
     order_id: str | None = None
@@ -62,7 +64,10 @@ class RefundFilters:
     created_from: datetime | None = None
     created_to: datetime | None = None
     updated_since: datetime | None = None
+    refunded_from: datetime | None = None
+    refunded_to: datetime | None = None
     flagged: bool | None = None
+    fund_changed: bool | None = None
 
     def __post_init__(self) -> None:
         for name in TEXT_FILTERS:
@@ -82,9 +87,10 @@ class RefundFilters:
         low, high = self.min_amount, self.max_amount
         if low is not None and high is not None and low > high:
             raise BadParameter("min_amount must not be above max_amount")
-        start, end = self.created_from, self.created_to
-        if start is not None and end is not None and start > end:
-            raise BadParameter("created_from must not be after created_to")
+        for first, last in (("created_from", "created_to"), ("refunded_from", "refunded_to")):
+            start, end = getattr(self, first), getattr(self, last)
+            if start is not None and end is not None and start > end:
+                raise BadParameter(f"{first} must not be after {last}")
 
     @classmethod
     def from_text(cls, values: Mapping[str, str]) -> RefundFilters:
@@ -101,7 +107,7 @@ class RefundFilters:
                 parsed[name] = parse_amount(name, text)
             elif name in TIME_FILTERS:
                 parsed[name] = parse_time(name, text)
-            elif name == "flagged":
+            elif name in FLAG_FILTERS:
                 parsed[name] = parse_flag(name, text)
             else:
                 parsed[name] = text
@@ -124,18 +130,29 @@ class RefundFilters:
             terms.append(Refund.created_at < self.created_to)
         if self.updated_since is not None:
             terms.append(Refund.updated_at >= self.updated_since)
+        if self.refunded_from is not None:
+            terms.append(Refund.refunded_at >= self.refunded_from)
+        if self.refunded_to is not None:
+            terms.append(Refund.refunded_at < self.refunded_to)
         if self.flagged is not None:
             open_flag = exists().where(RefundFlag.shop == Refund.shop,
                                        RefundFlag.refund_id == Refund.refund_id,
                                        RefundFlag.acknowledged_at.is_(None))
             terms.append(open_flag if self.flagged else ~open_flag)
+        if self.fund_changed is not None:
+            # a recorded fund_change message: the fold makes one fund_changes entry of each
+            changed = exists().where(MessageRecord.shop == Refund.shop,
+                                     MessageRecord.refund_id == Refund.refund_id,
+                                     MessageRecord.kind == FUND_CHANGE)
+            terms.append(changed if self.fund_changed else ~changed)
         return terms
 
 
 FILTERS = tuple(field.name for field in fields(RefundFilters))
 TEXT_FILTERS = ("order_id", "customer_id", "status", "currency")
 AMOUNT_FILTERS = ("min_amount", "max_amount")
-TIME_FILTERS = ("created_from", "created_to", "updated_since")
+TIME_FILTERS = ("created_from", "created_to", "updated_since", "refunded_from", "refunded_to")
+FLAG_FILTERS = ("flagged", "fund_changed")
 # A refund price's format (schemas.types' money): at most 18 digits before the point, 8 after.
 AMOUNT_DIGITS, AMOUNT_PLACES = 18, 8
 _AMOUNT = re.compile(rf"[0-9]{{1,{AMOUNT_DIGITS}}}(?:\.[0-9]{{1,{AMOUNT_PLACES}}})?")

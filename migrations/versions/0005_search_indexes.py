@@ -43,6 +43,7 @@ def upgrade() -> None:
     op.create_index('ix_refunds_status', 'refunds', ['status', 'shop', 'refund_id'])
     op.create_index('ix_refunds_currency', 'refunds', ['currency', 'shop', 'refund_id'])
     op.create_index('ix_refunds_created_at', 'refunds', ['created_at'])
+    op.create_index('ix_refunds_refunded_at', 'refunds', ['refunded_at'])
     op.create_index('ix_refunds_refund_price', 'refunds', ['refund_price'])
     op.create_index('ix_refund_flags_open', 'refund_flags', ['shop', 'refund_id'],
                     postgresql_where=OPEN, sqlite_where=OPEN)
@@ -56,6 +57,7 @@ def downgrade() -> None:
         op.execute('ALTER TABLE refunds ALTER COLUMN refund_price SET STATISTICS -1')
     op.drop_index('ix_refund_flags_open', table_name='refund_flags')
     op.drop_index('ix_refunds_refund_price', table_name='refunds')
+    op.drop_index('ix_refunds_refunded_at', table_name='refunds')
     op.drop_index('ix_refunds_created_at', table_name='refunds')
     op.drop_index('ix_refunds_currency', table_name='refunds')
     op.drop_index('ix_refunds_status', table_name='refunds')

@@ -52,6 +52,10 @@ SINGLE: dict[str, tuple[dict[str, str], list[str]]] = {
     "created_from": ({"created_from": "2025-03-01"}, ["a3", "b1", "b2", "b3"]),
     "created_to": ({"created_to": "2025-03-01T00:00:00+00:00"}, ["a1", "a2"]),
     "updated_since": ({"updated_since": "2025-03-05T00:00:00"}, ["a3", "b2", "b3"]),
+    # the first refunded message's time: from inclusive, to exclusive
+    "refunded_from": ({"refunded_from": "2025-03-05"}, ["a3", "b2"]),
+    "refunded_to": ({"refunded_to": "2025-04-10T00:00:00Z"}, ["a2", "a3"]),
+    "fund_changed false": ({"fund_changed": "false"}, ["a1", "a2", "a3", "b1", "b2", "b3"]),
     # acknowledged flags do not count; two open flags list the refund once
     "flagged true": ({"flagged": "true"}, ["a1", "a3", "b2"]),
     "flagged false": ({"flagged": "false"}, ["a2", "b1", "b3"]),
@@ -289,3 +293,16 @@ def test_equality_filters_read_their_index_in_page_order(settings: Settings, ses
     column = name.split()[0]
     assert f"ix_refund{'_flags_open' if column == 'flagged' else 's_' + column}" in plan, plan
     assert "Seq Scan" not in plan and "Sort" not in plan, plan
+
+
+def test_fund_changed_keeps_the_refunds_with_a_fund_change(settings: Settings,
+                                                          session: Session) -> None:
+    # given the six refunds, and a fund change of a3
+    given_refunds(settings)
+    change = camel_event(refund_id="a3", order_id="o2", status="fund_change", price="20.00",
+                         update_time="2025-03-06T00:00:00Z", currency="USD", customerId="c1")
+    apply(settings, delivery(change, shop=A))
+    # then only a3 has one, and the others have none
+    assert listed(session, {"fund_changed": "true"}) == ["a3"]
+    assert listed(session, {"fund_changed": "false"}) == ["a1", "a2", "b1", "b2", "b3"]
+    assert listed(session, {"fund_changed": "true", "refunded_from": "2025-03-05"}) == ["a3"]

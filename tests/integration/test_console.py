@@ -403,7 +403,10 @@ def test_refunds_search_filters_live_in_the_url_and_page_by_cursor(
     assert bad.status_code == 400 and "min_amount must be a decimal amount" in bad.text
     views = client.get("/desk/refunds").text
     assert 'href="/desk/refunds?flagged=true" data-testid="view-flagged"' in views
-    assert 'data-testid="view-stuck"' in views and 'data-testid="view-refunded-today"' in views
+    assert 'href="/desk/refunds?fund_changed=true" data-testid="view-fund-changed"' in views
+    assert re.search(r'href="/desk/refunds\?refunded_from=[0-9A-Z:%+-]+" '
+                     r'data-testid="view-refunded-today"', views), views
+    assert 'data-testid="view-stuck"' in views
 
 
 def test_quick_search_takes_an_id_to_its_page(client: FlaskClient,

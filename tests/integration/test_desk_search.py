@@ -93,6 +93,8 @@ BAD = [
     ("created_to=0001-01-01T00:00:00%2B01:00", "created_to"), ("flagged=yes", "flagged"),
     ("flagged=1", "flagged"), ("limit=0", "limit"), ("limit=501", "limit"),
     ("limit=abc", "limit"), ("cursor=%25%25%25", "cursor"), (f"cursor={NUL_CURSOR}", "cursor"),
+    ("refunded_from=soon", "refunded_from"), ("fund_changed=yes", "fund_changed"),
+    ("refunded_from=2025-03-02&refunded_to=2025-03-01", "refunded_from"),
 ]
 
 
