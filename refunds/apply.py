@@ -146,6 +146,7 @@ class _Applying:
         claim = claims.known(session, [delivery.key]).get(delivery.key)
         if claim is not None:
             if claim.body_sha256 == delivery.body_sha256:
+                dead_letters.resolve_all([delivery], session=session, now=self.now)
                 return Result(Outcome.DUPLICATE_DELIVERY)
             dead_letters.record_conflict(delivery, claim.body_sha256, session=session)
             return Result(Outcome.DEAD_LETTERED, reason=dead_letters.CONFLICT)
