@@ -13,7 +13,7 @@ from flask import current_app
 from broker.ledger import Ledger
 from broker.publish import publish
 from broker.redis_client import redis_client
-from ingest.spool import Drainer, Spool
+from broker.spool import Drainer, Spool
 from refunds.db import SessionFactory, session_factory
 from refunds.delivery import RawDelivery
 from refunds.settings import Settings

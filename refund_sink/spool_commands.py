@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ingest.spool import Spool, read
+from broker.spool import Spool, read
 from refund_sink.operations import CommandError
 from refunds.settings import Settings
 

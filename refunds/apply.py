@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from refunds import claims, compliance, dead_letters, flags
 from refunds.archive import archive
 from refunds.claims import KnownClaim, Settled
+from refunds.compliance import SpoolErasure
 from refunds.db import in_pairs, insert_ignore_many
 from refunds.delivery import DeliveryKey, RawDelivery
 from refunds.models import MessageRecord, Refund
@@ -56,19 +57,21 @@ class Result:
     # the outcome: rules see the state a transaction commits, and a list commits one state per
     # refund where one by one commits several (`refunds.flags`).
     flags: tuple[str, ...] = field(default=(), compare=False)
+    # A compliance erasure's part in the spool files, for the caller once it has committed.
+    spool_erasure: SpoolErasure | None = field(default=None, compare=False)
 
 
 def apply_deliveries(
     deliveries: Sequence[RawDelivery], *, session: Session, naive_tz: str,
-    rules: RiskRules = DEFAULT_RULES, spool_dir: str | None = None,
+    rules: RiskRules = DEFAULT_RULES,
 ) -> list[Result]:
     """One Result per delivery, in the given order.
 
     A payload that cannot be applied is a dead letter (a Result), not an error; a (shop,
     delivery id) that already had its effect with another body is a `delivery_conflict`
     dead letter. The risk `rules` are evaluated on the refunds the list changed; what they
-    raise is in the Results' `flags`. A `customers/redact` or `shop/redact` also erases from
-    the spool files in `spool_dir`, when given (those of this host). Raises what the
+    raise is in the Results' `flags`. A `customers/redact` or `shop/redact` leaves in its
+    Result the `spool_erasure` the caller does once committed. Raises what the
     database raises (then the whole list is to be tried again). Runs in the caller's
     transaction, never commits."""
     now = datetime.now(UTC)
@@ -77,7 +80,7 @@ def apply_deliveries(
     events: list[Event] = []
     changed: dict[RefundKey, Refund] = {}
     for run in _runs_of_distinct_keys(deliveries):
-        applying = _Applying(session, naive_tz, now, events, changed, spool_dir)
+        applying = _Applying(session, naive_tz, now, events, changed)
         outcomes = applying.run(list(enumerate(run)))
         results.extend(outcomes[index] for index in range(len(run)))
     record_events(session, events, now)
@@ -113,7 +116,6 @@ class _Applying:
     now: datetime
     events: list[Event]
     changed: dict[RefundKey, Refund]
-    spool_dir: str | None
 
     def run(self, items: list[tuple[int, RawDelivery]]) -> dict[int, Result]:
         if len(items) == 1 and compliance.is_compliance(items[0][1]):
@@ -158,15 +160,14 @@ class _Applying:
             return Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
         if not claims.claim(session, [(delivery, NO_REFUND)], self.now):
             return self.comply(delivery)  # another transaction claimed it meanwhile
-        compliance.carry_out(delivery, request, session=session, now=self.now,
-                             spool_dir=self.spool_dir)
+        spool_erasure = compliance.carry_out(delivery, request, session=session, now=self.now)
         if compliance.erases_shop(delivery):  # nothing of the shop is to be written after it
             self.events[:] = [event for event in self.events if event.delivery.shop
                               != delivery.shop]
             for key in [key for key in self.changed if key[0] == delivery.shop]:
                 del self.changed[key]
         dead_letters.resolve_all([delivery], session=session, now=self.now)
-        return Result(Outcome.APPLIED)
+        return Result(Outcome.APPLIED, spool_erasure=spool_erasure)
 
     def claimed_before(self, delivery: RawDelivery, claim: KnownClaim) -> Result:
         """The same body again is a duplicate; another body is a conflict, kept as a dead

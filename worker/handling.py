@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy.exc
 
+from broker.spool_erasure import erase_spooled
 from refunds import dead_letters, metrics
 from refunds.apply import Outcome, Result, apply_deliveries
 from refunds.archive import archive
@@ -39,9 +40,13 @@ class DeliveryHandler:
         with session_factory(self.settings).begin() as session:
             results = apply_deliveries(deliveries, session=session,
                                        naive_tz=self.settings.naive_tz,
-                                       rules=self.settings.risk_rules,
-                                       spool_dir=self.settings.spool_dir)
+                                       rules=self.settings.risk_rules)
         seconds = time.perf_counter() - started  # each delivery waited for the whole list
+        for result in results:  # committed: this host's spool files follow the erasure
+            if result.spool_erasure is not None:
+                erased = erase_spooled(self.settings.spool_dir, result.spool_erasure)
+                event(log, "compliance erasure in the spool", shop=result.spool_erasure.shop,
+                      spool_files=erased)
         batch = len(deliveries) if len(deliveries) > 1 else None
         for delivery, result in zip(deliveries, results, strict=True):
             self._report(delivery, result, seconds, batch=batch)

@@ -11,7 +11,7 @@ import redis
 from sqlalchemy import func, select, text
 
 from broker.ledger import Ledger
-from ingest.spool import Spool
+from broker.spool import Spool
 from refunds.db import session_factory
 from refunds.models import DeadLetter, DeliveryClaim, MessageRecord, Refund
 from refunds.settings import Settings

@@ -228,7 +228,7 @@ def test_worker_command_refuses_an_unreachable_broker() -> None:
 def test_spool_list_and_retry(redis_url: str, key_prefix: str, tmp_path: Path) -> None:
     from queued_messages import queued
 
-    from ingest.spool import Spool
+    from broker.spool import Spool
     from refunds.delivery import RawDelivery
 
     def raw(delivery_id: str) -> RawDelivery:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from broker.spool import Spool
 from broker.wire import to_wire
-from ingest.spool import Spool
 from refunds.delivery import RawDelivery
 
 
