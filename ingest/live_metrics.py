@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from broker.wire import delivery_of
+from ingest.reconcile_metrics import ReconcileCollector
 from ingest.services import Services
 from refunds.models import DeadLetter
 
@@ -92,4 +93,5 @@ def _age(message: bytes | str) -> float:
 def live_exposition(services: Services) -> bytes:
     registry = CollectorRegistry()
     registry.register(LiveCollector(services))
+    registry.register(ReconcileCollector(services))
     return generate_latest(registry)

@@ -266,6 +266,25 @@ class Erasure(Base):
     erased_at: Mapped[datetime]
 
 
+class ReconcileRun(Base):
+    """One reconcile of one shop (refund_sink.reconcile_commands): when, how it ended
+    (genstore_api.reconcile.Outcome) and what it found. The reconcile metrics and the last
+    run shown by /readyz and the console are read from these rows, so every process agrees."""
+
+    __tablename__ = "reconcile_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop: Mapped[str] = mapped_column(String(255), index=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(32))
+    missing: Mapped[int]
+    differs: Mapped[int]
+    only_local: Mapped[int]
+    applied: Mapped[int]
+    error: Mapped[str | None] = mapped_column(String(500))  # one line, never a token
+
+
 class ApiToken(Base):
     """API tokens; only the SHA-256 of the token is stored. A token with a shop sees that
     shop only; one with an expiry stops working then."""

@@ -58,12 +58,22 @@ Up = Literal["ok", "unavailable"]
 Spool = Literal["empty", "in_use"]
 
 
+class LastReconcile(_Closed):
+    at: str = Field(description="when the shop's last recorded reconcile run finished "
+                                "(ISO 8601)")
+    outcome: Literal["ok", "unauthorized", "unavailable", "budget_exhausted", "bad_response"]
+
+
 class Readiness(_Closed):
     status: Literal["ready", "unavailable"]
     broker: Up
     database: Up
     spool: Spool
     spooled: int = Field(description="deliveries waiting in the spool for the broker")
+    reconcile: dict[str, LastReconcile] = Field(
+        default_factory=dict,
+        description="each reconciled shop's last run, by shop domain (detail only: never "
+                    "changes readiness; left out while the database does not answer)")
 
 
 class WebhookReadiness(_Closed):

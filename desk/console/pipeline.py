@@ -1,8 +1,8 @@
 """The pipeline's health for operators: queue depth and oldest queued age, the unsettled
 ledger, the spool, dead letters waiting by reason, messages applied per minute over the last
-hour, and each worker's last heartbeat on this host; read the way /metrics and /readyz read
-them. `/desk/pipeline/figures` is the figures alone, which the page fetches every 10 s
-(htmx); without JavaScript the page shows them as of its loading.
+hour, each worker's last heartbeat on this host, and each shop's last reconcile run; read
+the way /metrics and /readyz read them. `/desk/pipeline/figures` is the figures alone, which
+the page fetches every 10 s (htmx); without JavaScript the page shows them as of its loading.
 
 Redis not answering is a figure ("broker unreachable"), never an error page: that is when
 an operator opens this page."""
@@ -21,7 +21,7 @@ from broker.wire import delivery_of
 from desk.auth import visible_shop
 from desk.console.charts import Chart, bar_chart
 from ingest.services import Services, services
-from refunds import pipeline
+from refunds import pipeline, reconcile_runs
 from worker.observability import heartbeats
 
 bp = Blueprint("pipeline", __name__)
@@ -53,6 +53,7 @@ class Figures:
     applied: Chart
     applied_last_hour: int
     workers: list[Heartbeat]
+    reconcile: list[reconcile_runs.LastRun]
     read_at: datetime
 
 
@@ -74,6 +75,8 @@ def figures(found: Services) -> Figures:
     with found.sessions() as session:
         minutes = pipeline.applied_per_minute(session=session, now=now, shop=shop)
         dead = pipeline.dead_by_reason(session=session, shop=shop)
+        reconciled = [run for run in reconcile_runs.last_runs(session=session)
+                      if shop in (None, run.shop)]
     chart = bar_chart("Applied per minute, last hour (UTC)",
                       [(entry.minute.strftime("%H:%M"), entry.count, str(entry.count))
                        for entry in minutes])
@@ -82,7 +85,7 @@ def figures(found: Services) -> Figures:
                    spool_quarantined=len(found.spool.quarantined()), dead_by_reason=dead,
                    applied=chart, applied_last_hour=sum(entry.count for entry in minutes),
                    workers=worker_heartbeats(found.settings.heartbeat_dir, time.time()),
-                   read_at=now)
+                   reconcile=reconciled, read_at=now)
 
 
 def broker_figures(found: Services, now: float) -> BrokerFigures | None:
