@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from refunds import claims, compliance, dead_letters, flags
+from refunds import claims, compliance, dead_letters, flags, shops
 from refunds.archive import archive
 from refunds.claims import KnownClaim, Settled
 from refunds.compliance import SpoolErasure
@@ -79,8 +79,9 @@ def apply_deliveries(
     results: list[Result] = []
     events: list[Event] = []
     changed: dict[RefundKey, Refund] = {}
+    registered = shops.registered(session=session)
     for run in _runs_of_distinct_keys(deliveries):
-        applying = _Applying(session, naive_tz, now, events, changed)
+        applying = _Applying(session, naive_tz, now, events, changed, registered)
         outcomes = applying.run(list(enumerate(run)))
         results.extend(outcomes[index] for index in range(len(run)))
     record_events(session, events, now)
@@ -116,13 +117,22 @@ class _Applying:
     now: datetime
     events: list[Event]
     changed: dict[RefundKey, Refund]
+    registered: frozenset[str]  # empty: no shop registered, every shop's deliveries apply
 
     def run(self, items: list[tuple[int, RawDelivery]]) -> dict[int, Result]:
+        results: dict[int, Result] = {}
+        strangers = [(index, delivery) for index, delivery in items
+                     if self.registered and delivery.shop not in self.registered]
+        if strangers:  # a delivery claimed before its shop went (shop/redact) is a duplicate
+            claimed = claims.known(self.session, [delivery.key for _, delivery in strangers])
+            for index, delivery in strangers:
+                if delivery.key not in claimed:
+                    results[index] = self.unknown_shop(delivery)
+            items = [(index, delivery) for index, delivery in items if index not in results]
         if len(items) == 1 and compliance.is_compliance(items[0][1]):
             index, delivery = items[0]
-            return {index: self.comply(delivery)}
+            return {**results, index: self.comply(delivery)}
         known = claims.known(self.session, [delivery.key for _, delivery in items])
-        results: dict[int, Result] = {}
         parsed: list[Parsed] = []
         for index, delivery in items:
             if (claim := known.get(delivery.key)) is not None:
@@ -140,6 +150,14 @@ class _Applying:
                                   if results[index].outcome is not Outcome.DEAD_LETTERED],
                                  session=self.session, now=self.now)
         return results
+
+    def unknown_shop(self, delivery: RawDelivery) -> Result:
+        """A delivery naming a shop that is not registered, once shops are: kept, visible
+        and requeueable as a dead letter (requeued once the shop is added, it applies)."""
+        dead_letters.record(delivery, reason=dead_letters.UNKNOWN_SHOP,
+                            error="the delivery names a shop that is not registered "
+                                  "(refund-sink shop add)", errors=[], session=self.session)
+        return Result(Outcome.DEAD_LETTERED, reason=dead_letters.UNKNOWN_SHOP)
 
     def comply(self, delivery: RawDelivery) -> Result:
         """A compliance delivery: claimed like any delivery (a redelivery is a duplicate, not

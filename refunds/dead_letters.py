@@ -24,11 +24,13 @@ REQUEUED = "requeued"
 RESOLVED = "resolved"
 STATES = (DEAD, REQUEUED, RESOLVED)
 CONFLICT = "delivery_conflict"
+UNKNOWN_SHOP = "unknown_shop"
 REASONS = (
     "invalid_json",
     "invalid_payload",
     "unsupported_topic",
     "unknown_status",
+    "unknown_shop",
     "retries_exhausted",
     "worker_lost",
     "internal_error",

@@ -67,6 +67,14 @@ def add(domain: str, access_token: str, *, keys: MultiFernet, now: datetime,
     return Added.NEW
 
 
+def registered(*, session: Session) -> frozenset[str]:
+    """The registered shops' domains: once there is one, a delivery naming another shop is
+    not applied (Genstore's signature covers the body, not the shop header, so a captured
+    body replayed under another shop's name would be accepted as that shop's). Empty while
+    none is registered: then every shop's deliveries are applied."""
+    return frozenset(session.scalars(select(Shop.domain)))
+
+
 def listing(*, session: Session) -> list[Shop]:
     """Every registered shop by domain. The rows carry the encrypted token: whoever shows them
     picks the other fields (`view`)."""
