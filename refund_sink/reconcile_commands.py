@@ -117,18 +117,22 @@ def reconcile_command(args: argparse.Namespace) -> int:
 def one_round(args: argparse.Namespace, settings: Settings, stop: _Stop) -> int:
     """Reconcile the shop, or every registered shop until a stop is asked for; CommandError
     naming each shop that failed."""
-    keys = keys_of(settings)
     factory = session_factory(settings)
     since = args.since if args.window is None else datetime.now(UTC) - args.window
     if not args.all_shops:
-        report = reconcile_shop(args.shop, settings=settings, keys=keys, since=since,
-                                orders=args.order, apply_found=args.apply)
+        report = reconcile_shop(args.shop, settings=settings, keys=keys_of(settings),
+                                since=since, orders=args.order, apply_found=args.apply)
         show(report, as_json=args.json)
         if report.outcome is not Outcome.OK:
             raise CommandError(f"reconcile: {report.outcome.value}: {report.error}")
         return 0
     with factory() as session:
         domains = [shop.domain for shop in shops.listing(session=session)]
+    if not domains:  # nothing to do, and no key needed
+        if args.json:
+            print("[]", flush=True)
+        return 0
+    keys = keys_of(settings)
     reports, failed = [], []
     for domain in domains:
         if stop.requested:

@@ -223,7 +223,7 @@ def test_the_kustomization_includes_every_manifest_and_renders_them() -> None:
     assert kinds == sorted([
         "ConfigMap", "Service", "Service", "StatefulSet", "HorizontalPodAutoscaler",
         "PodDisruptionBudget", "Ingress", "Deployment", "Deployment", "ScaledObject", "Job",
-        "CronJob", "CronJob"])
+        "CronJob", "CronJob", "CronJob"])
     namespace = kustomization()["namespace"]
     assert all(doc["metadata"]["namespace"] == namespace for doc in rendered)
     assert f"-n {namespace}" in readme_section("Deploy")
@@ -317,6 +317,30 @@ def test_raw_body_retention_runs_daily_on_both_deploys() -> None:
     assert {"configMapRef": {"name": "refund-sink-config"}} in container["envFrom"]
     service = compose()["services"]["retention"]
     assert service["command"] == ["refund-sink", "retention", "apply", "--every", "1d"]
+    assert service["init"] is True
+    assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_reconcile_runs_every_15_minutes_over_48_hours_on_both_deploys() -> None:
+    cron = cron_job(source_manifests(), "refund-sink-reconcile")
+    assert cron["spec"]["schedule"] == "*/15 * * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["refund-sink", "reconcile", "--all-shops", "--window",
+                                    "48h", "--apply"]
+    assert {"configMapRef": {"name": "refund-sink-config"}} in container["envFrom"]
+    secrets = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in container["env"]}
+    assert secrets["REFUND_SINK_SECRET_KEY"] == {"name": SECRET, "key": "REFUND_SINK_SECRET_KEY",
+                                                 "optional": True}  # no shop: nothing to do
+    assert "{shop}" in config_env()["GENSTORE_API_URL"]
+    rendered = cron_job(rendered_manifests(), "refund-sink-reconcile")
+    (pod,) = rendered["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    (image,) = kustomization()["images"]
+    assert pod["image"] == f"{image['newName']}:{image['newTag']}"
+    service = compose()["services"]["reconcile"]
+    assert service["command"] == ["refund-sink", "reconcile", "--all-shops", "--window", "48h",
+                                  "--every", "15m", "--apply"]
+    assert {"REFUND_SINK_SECRET_KEY", "GENSTORE_API_URL"} <= set(service["environment"])
     assert service["init"] is True
     assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 

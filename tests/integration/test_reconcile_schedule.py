@@ -194,3 +194,14 @@ def test_every_loops_until_sigterm(api_settings: Settings, environment: dict[str
     assert child.returncode == 0 and time.monotonic() - stopped_at < 2
     assert [report["shop"] for report in json.loads(out)] == [BAD, GOOD]
     assert "1 of 2 shops failed" in err.decode()
+
+
+def test_a_round_without_a_registered_shop_does_nothing_and_needs_no_key(
+        api_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", api_settings.database_url)
+    monkeypatch.delenv("REFUND_SINK_SECRET_KEY", raising=False)
+    assert main(["reconcile", "--all-shops", "--window", "48h", "--apply", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert runs(api_settings) == []
