@@ -14,9 +14,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from . import traffic
-from .load import Load
+from . import pulled, traffic
+from .load import GENSTORE_ATTEMPTS, Load
 from .measure import Result, evaluate, outcomes, truncate, wait_drained
 from .sentinel import SentinelRedis
 from .stack import (
@@ -56,6 +57,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     after: Callable[[], str] | None = None  # a note to take once the queue has drained
+    genstore_truth: bool = False  # judged against every delivery sent (pulled.evaluate)
 
 
 Body = Callable[[Context, Pipeline, Load], Plan]
@@ -77,7 +79,7 @@ def _run_scenario(context: Context, name: str, body: Body) -> Result:
     pipeline = Pipeline(settings, logs)
     client = context.redis.client()
     try:
-        load = Load(pipeline.url, SECRET)
+        load = Load(pipeline.url, SECRET, **LOADS.get(name, {}))
         started = time.monotonic()
         try:
             plan = body(context, pipeline, load)
@@ -86,9 +88,10 @@ def _run_scenario(context: Context, name: str, body: Body) -> Result:
         problem = wait_drained(settings, client)
         seconds = time.monotonic() - started
         ok = sum(1 for a in load.attempts if 200 <= a.status < 300)
-        result = evaluate(settings, name, sent=len(load.attempts), ok=ok,
-                          accepted=load.accepted(), deliveries=plan.deliveries,
-                          expected_dead=plan.expected_dead, seconds=seconds)
+        judge = pulled.evaluate if plan.genstore_truth else evaluate
+        result = judge(settings, name, sent=len(load.attempts), ok=ok,
+                       accepted=load.accepted(), deliveries=plan.deliveries,
+                       expected_dead=plan.expected_dead, seconds=seconds)
         result.notes += plan.notes + ([plan.after()] if plan.after else [])
         result.failures += plan.failures + ([problem] if problem else [])
         result.notes.append(f"published again by the ledger's sweeper: "
@@ -342,6 +345,80 @@ def sentinel_failover(context: Context, pipeline: Pipeline, load: Load) -> Plan:
     return plan
 
 
+# 8. Webhooks lost -------------------------------------------------------------------------
+
+FIRST_UPDATE = "2025-03-01T00:00:00Z"  # the traffic's clock starts here: the reconcile window
+LOST_LOAD = {"threads": 32, "retry_delay": 0.05}  # Genstore's 8 attempts, hours apart, in 0.4 s
+
+
+def webhooks_lost(context: Context, pipeline: Pipeline, load: Load) -> Plan:
+    """Steady traffic with the ingest down in the middle, long past Genstore's retries: what
+    was sent meanwhile never arrives, including every message of the refunds created then.
+    The fake Genstore holds the truth; one `refund-sink reconcile --apply` must bring the
+    record to it."""
+    before, outage, after = (context.seconds(20, 3), context.seconds(30, 6),
+                             context.seconds(20, 3))
+    start = time.monotonic()
+    plan, sender = _steady_traffic(context, load, 9, "lost", before + outage + after)
+    rng = random.Random(context.seed + 90)
+    unseen = traffic.shuffled(  # refunds created while the ingest is down, other ids
+        traffic.messages(context.count(250, 25), rng, "unseen", first=2_000_000), rng)
+    plan.deliveries = plan.deliveries + unseen  # a new list: the sender iterates the old
+    time.sleep(before)
+    pipeline.stop_ingest()
+    down = time.monotonic()
+    load.send(unseen, rate=len(unseen) / (outage * 0.8))
+    time.sleep(max(0.0, down + outage - time.monotonic()))
+    pipeline.start_ingest()
+    up = time.monotonic()
+    sender.join()
+    given_up = len({a.delivery_id for a in load.attempts} - load.accepted())
+    unseen_through = len({d.delivery_id for d in unseen} & load.accepted())
+    plan.notes.append(
+        f"ingest stopped at {down - start:.0f}s for {up - down:.0f}s; deliveries given up "
+        f"after {GENSTORE_ATTEMPTS} refused attempts: {given_up} of {len(plan.deliveries)} "
+        f"({len(unseen) - unseen_through} of the {len(unseen)} sent only during the outage)")
+    client = context.redis.client()
+    try:
+        problem = wait_drained(pipeline.settings, client)
+    finally:
+        client.close()
+    before_reconcile = pulled.gap(pipeline.settings, plan.deliveries)
+    plan.notes.append(f"before the reconcile: {before_reconcile}")
+    if problem:
+        plan.failures.append(f"before the reconcile: {problem}")
+    if before_reconcile.missing == 0:
+        plan.failures.append("no refund was missing before the reconcile: it proved nothing")
+    fake = pulled.genstore(plan.deliveries)
+    operator = pulled.Operator(pipeline.settings, fake, pipeline.log_dir)
+    try:
+        operator.add_shop()
+        began = time.monotonic()
+        report, error = operator.reconcile(since=FIRST_UPDATE)
+        if report is None:
+            plan.failures.append(error)
+        else:
+            plan.notes.append(
+                f"reconcile --apply ({time.monotonic() - began:.0f}s, {len(fake.requests)} "
+                f"requests): {len(report['checked_orders'])} orders checked, missing "
+                f"{len(report['missing'])}, differs {len(report['differs'])}, only_local "
+                f"{len(report['only_local'])}, applied {report['applied']}")
+    finally:
+        fake.stop()
+    plan.genstore_truth = True
+
+    def forget_shop() -> str:
+        operator.remove_shop()
+        return f"shop {pulled.SHOP} removed after the run (later scenarios share the database)"
+
+    plan.after = forget_shop
+    return plan
+
+
+LOADS: dict[str, dict[str, Any]] = {
+    "webhooks-lost": LOST_LOAD,
+}
+
 OWN_REDIS: dict[str, Callable[[Path], SentinelRedis]] = {
     "sentinel-failover": SentinelRedis,
 }
@@ -355,4 +432,5 @@ SCENARIOS: dict[str, Body] = {
     "out-of-order": out_of_order,
     "poison": poison,
     "sentinel-failover": sentinel_failover,
+    "webhooks-lost": webhooks_lost,
 }

@@ -158,12 +158,13 @@ def environment(settings: Settings) -> dict[str, str]:
 
 
 class Ingest:
-    """`gunicorn "ingest:create_app()"` with 2 workers, as `refund-sink ingest` runs it."""
+    """`gunicorn "ingest:create_app()"` with 2 workers, as `refund-sink ingest` runs it; on
+    `port` when given (a restarted ingest keeps its address), its log appended to."""
 
-    def __init__(self, settings: Settings, log_dir: Path):
-        self.port = free_port()
+    def __init__(self, settings: Settings, log_dir: Path, port: int | None = None):
+        self.port = port or free_port()
         self.log = log_dir / f"ingest-{settings.queue}.log"
-        with self.log.open("wb") as out:
+        with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 gunicorn_command(f"127.0.0.1:{self.port}", 2), env=environment(settings),
                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -180,7 +181,21 @@ class Ingest:
             return False
 
     def stop(self) -> None:
-        _stop(self.process, timeout=30)
+        """SIGTERM the master and its workers together, then wait for all of them: a master
+        that dies on its way out (a failing `child_exit` hook) would otherwise leave its
+        workers serving the port."""
+        try:
+            master = psutil.Process(self.process.pid)
+            processes = [master, *master.children()]
+        except psutil.NoSuchProcess:
+            processes = []
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        _, alive = psutil.wait_procs(processes, timeout=30)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        self.process.wait()
 
 
 class Worker:
@@ -256,6 +271,17 @@ class Pipeline:
         if wait:
             worker.wait_ready()
         return worker
+
+    def stop_ingest(self) -> None:
+        """SIGTERM the ingest (gunicorn finishes what it is answering): from then on every
+        delivery is refused at the connection."""
+        assert self.ingest is not None
+        self.ingest.stop()
+
+    def start_ingest(self) -> None:
+        """A new ingest on the stopped one's port."""
+        assert self.ingest is not None
+        self.ingest = Ingest(self.settings, self.log_dir, port=self.ingest.port)
 
     def live_workers(self) -> list[Worker]:
         return [worker for worker in self.workers if worker.alive()]

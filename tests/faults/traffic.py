@@ -23,13 +23,15 @@ class Delivery:
         return json.dumps(self.payload, ensure_ascii=False).encode("utf-8")
 
 
-def messages(count: int, rng: random.Random, prefix: str, per_refund: int = 5) -> list[Delivery]:
-    """`count` distinct deliveries over count/per_refund refunds, in time order per refund."""
+def messages(count: int, rng: random.Random, prefix: str, per_refund: int = 5,
+             first: int = 1_000_000) -> list[Delivery]:
+    """`count` distinct deliveries over count/per_refund refunds (ids from `first` on, so two
+    batches can hold different refunds), in time order per refund."""
     refunds = max(1, count // per_refund)
     minutes: dict[str, int] = defaultdict(int)
     made = []
     for number in range(count):
-        refund_id = str(1_000_000 + number % refunds)
+        refund_id = str(first + number % refunds)
         minute = minutes[refund_id]
         minutes[refund_id] += 1
         payload = camel_event(
