@@ -1,6 +1,7 @@
-"""`refund-sink run`: SQLite file, a private Redis, migrations, ingest, worker and Flower, all
-started from one command and stopped together with Ctrl-C. One `run` per folder: it holds the
-folder's lock and records where its sink is for the other commands (refund_sink.state_folder)."""
+"""`refund-sink run`: SQLite file, a private Redis, migrations, ingest, worker, Flower and the
+reconcile loop (every registered shop, every 15 minutes), all started from one command and
+stopped together with Ctrl-C. One `run` per folder: it holds the folder's lock and records
+where its sink is for the other commands (refund_sink.state_folder)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from refund_sink.state_folder import (
 from refunds.settings import Settings
 
 EXAMPLE = "examples/genstore-refund-event.json"
+RECONCILE = ["reconcile", "--all-shops", "--every", "15m", "--window", "48h", "--apply"]
 
 
 class EmbeddedSink:
@@ -36,6 +38,7 @@ class EmbeddedSink:
         self.stopping = False
         self.flower_port = free_port()
         self.worker_metrics = ""  # what the announcement says of them
+        self.reconciled_shops = 0  # registered when it started
 
     def run(self) -> int:
         # Explicit, so Ctrl-C stops it even when started from a shell that ignores SIGINT.
@@ -102,6 +105,18 @@ class EmbeddedSink:
         flower = [sys.executable, "-m", "celery", "-A", "worker", "flower",
                   "--address=127.0.0.1", f"--port={self.flower_port}"]
         self._spawn("flower", flower, env)
+        # Every 15 minutes over the last 48 h; each round lists the shops first, so the loop
+        # does nothing until `refund-sink shop add` registers one.
+        self.reconciled_shops = self._registered_shops(settings)
+        self._spawn("reconcile", [sys.executable, "-m", "refund_sink.cli", *RECONCILE], env)
+
+    @staticmethod
+    def _registered_shops(settings: Settings) -> int:
+        from refunds import shops
+        from refunds.db import session_factory
+
+        with session_factory(settings)() as session:
+            return len(shops.listing(session=session))
 
     def _spawn(self, name: str, command: list[str],
                env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -171,6 +186,7 @@ class EmbeddedSink:
             f"  desk:      {self._url()}/desk/ (sign in with a token, below)\n"
             f"  flower:    http://127.0.0.1:{self.flower_port}\n"
             f"  metrics:   {self._url()}/metrics (ingest), {self.worker_metrics}\n"
+            f"{self._reconcile_line()}"
             f"  logs:      {DATA_DIR}/*.log\n"
             f"Other refund-sink commands run in this folder (send, dlq, token, spool) use\n"
             f"this sink's database and broker (recorded in {DATA_DIR}/run.json).\n"
@@ -179,6 +195,13 @@ class EmbeddedSink:
             "Ctrl-C stops everything.",
             flush=True,
         )
+
+    def _reconcile_line(self) -> str:
+        """Said only when a shop is registered: otherwise the loop has nothing to do."""
+        if not self.reconciled_shops:
+            return ""
+        return (f"  reconcile: {self.reconciled_shops} shop(s) with Genstore every 15 min over "
+                f"the last 48 h ({DATA_DIR}/reconcile.log)\n")
 
     def _watch(self) -> None:
         while not self.stopping:
