@@ -34,7 +34,7 @@ from genstore_api.client import GenstoreClient
 from genstore_api.reconcile import Finding, Outcome, Report, apply, reconcile
 from refund_sink.operations import CommandError, _duration, shop_argument
 from refund_sink.shop_commands import keys_of, settings_with_key
-from refunds import reconcile_runs, shops
+from refunds import logs, reconcile_runs, shops
 from refunds.db import session_factory
 from refunds.delivery import RawDelivery
 from refunds.settings import ConfigError, Settings
@@ -98,6 +98,8 @@ class _Stop:
 
 def reconcile_command(args: argparse.Namespace) -> int:
     settings = settings_with_key()
+    if args.all_shops:  # the scheduled form: its per-run log events go to stderr
+        logs.configure()
     stop = _Stop()
     if args.every is None:
         return one_round(args, settings, stop)

@@ -194,6 +194,7 @@ def test_every_loops_until_sigterm(api_settings: Settings, environment: dict[str
     assert child.returncode == 0 and time.monotonic() - stopped_at < 2
     assert [report["shop"] for report in json.loads(out)] == [BAD, GOOD]
     assert "1 of 2 shops failed" in err.decode()
+    assert f"reconcile {GOOD}: ok, 2 orders checked, 2 missing" in err.decode()  # its log event
 
 
 def test_a_round_without_a_registered_shop_does_nothing_and_needs_no_key(
