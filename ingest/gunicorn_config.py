@@ -11,6 +11,7 @@ which keeps slow clients off the ingest altogether. Measured: docs/performance.m
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import multiprocess
@@ -31,5 +32,8 @@ control_socket_disable = True
 
 
 def child_exit(_server: Any, worker: Any) -> None:
-    """Drop a finished worker's live gauges from the shared metrics directory."""
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    """Drop a finished worker's live gauges from the shared metrics directory, when there is
+    one: without PROMETHEUS_MULTIPROC_DIR (plain `gunicorn -c ...`) prometheus_client raises
+    a TypeError here, which crashed the master on stop and left its workers serving."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
