@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from backing_services import delete_keys, postgres_server, redis_server, scratch_database
+from fake_redis import fake_client, fake_server  # noqa: F401  (the unit tier's Redis)
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -30,6 +32,35 @@ TOOL_CACHES = {".hypothesis", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__
 SECRET = "test-genstore-secret"
 OLD_SECRET = "test-genstore-secret-previous"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# The fixtures that reach a PostgreSQL or Redis server (every fixture built on them lists them
+# in its closure): a `unit` test must run with both stopped, so it may request none of them.
+SERVER_FIXTURES = {"postgres_admin_url", "redis_url"}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The unit tier's promise (`pytest -m unit`: no PostgreSQL, no Redis server), kept: a
+    `unit` test that asks for a server, or for `db_url`'s PostgreSQL half, fails before it
+    starts one."""
+    if item.get_closest_marker("unit") is None:
+        return
+    servers = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("db_url") == "postgresql":
+        servers.add("db_url[postgresql]")
+    if servers:
+        pytest.fail(f"a unit test needs no server, but this one requests {sorted(servers)}; "
+                    "use sqlite_url and tests/fake_redis.py", pytrace=False)
+
+
+def _no_process(args: object, *_rest: object, **_options: object) -> None:
+    raise AssertionError(f"a unit test starts no process, but this one ran {args!r}")
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(request: pytest.FixtureRequest,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("unit") is not None:
+        monkeypatch.setattr(subprocess, "Popen", _no_process)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,8 @@ from worker.handling import DeliveryHandler
 from worker.task_events import task_event
 from worker.tasks import register_tasks
 
+pytestmark = pytest.mark.unit
+
 UNREACHABLE_DB = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
 REFUSED = sqlalchemy.exc.OperationalError("connect", {}, psycopg.OperationalError("refused"))
 LOCK_WAIT = sqlalchemy.exc.OperationalError("SELECT", {},

@@ -23,6 +23,8 @@ from payloads import (
 from schemas import FINGERPRINT_VERSION, RefundMessage, parse_delivery
 from schemas.fingerprint import content_v2, fingerprint_v2, money_text
 
+pytestmark = pytest.mark.unit
+
 RECEIVED = datetime(2025, 3, 1, 12, tzinfo=UTC)
 MESSAGES: dict[str, dict[str, Any]] = {
     "camel": camel_event(status="fund_change", price="20.00", sku="128G;白色;", note="Note",

@@ -21,6 +21,8 @@ from genstore_api.client import (
     Unavailable,
 )
 
+pytestmark = pytest.mark.unit
+
 SHOP = "shop-one.example"
 TOKEN = "gst-secret-token-one"  # noqa: S105 - a test token
 

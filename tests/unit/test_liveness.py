@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from worker.observability import Liveness, heartbeat_file, heartbeats
+
+pytestmark = pytest.mark.unit
 
 
 def test_a_beat_before_the_worker_is_ready_writes_no_heartbeat(tmp_path: Path) -> None:

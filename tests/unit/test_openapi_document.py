@@ -16,6 +16,8 @@ from desk.openapi import OPERATIONS, PageQuery, RefundQuery, document, is_api
 from ingest import create_app
 from refunds import search
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:

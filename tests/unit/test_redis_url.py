@@ -12,6 +12,8 @@ from broker.redis_client import broker_url, redis_client
 from refunds.redis_url import SentinelUrl
 from refunds.settings import ConfigError, Settings
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(("url", "expected"), [
     ("sentinel://s1/mymaster", SentinelUrl(hosts=(("s1", 26379),), master="mymaster")),

@@ -6,10 +6,13 @@ import random
 
 import psycopg
 import psycopg.errors
+import pytest
 import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.retry import backoff_seconds, is_contention, is_transient
+
+pytestmark = pytest.mark.unit
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:

@@ -25,6 +25,8 @@ from refunds.risk_rules import (
 from refunds.settings import ConfigError, Settings
 from schemas.flags import RuleName
 
+pytestmark = pytest.mark.unit
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "risk-rules.toml"
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 

@@ -25,6 +25,8 @@ from payloads import (
 
 from schemas import LineItem, PayloadRejected, RefundMessage, parse_delivery
 
+pytestmark = pytest.mark.unit
+
 RECEIVED = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
 SHAPES = [camel_event, snake_event, after_sale_event]
 EMAIL, PHONE = "jane.doe@example.com", "+15550001111"

@@ -6,6 +6,8 @@ import pytest
 
 from refunds.settings import ConfigError, Settings
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults_keep_time_limit_and_retry_delays_below_the_visibility_timeout() -> None:
     settings = Settings.from_env({})

@@ -10,6 +10,8 @@ from signing import genstore_headers, standard_headers
 
 from ingest.signatures import genstore_signature, verify, verify_genstore, verify_standard
 
+pytestmark = pytest.mark.unit
+
 BODY = b'{"refund": {"id": "1"}}'
 # The Standard Webhooks specification's published test vector.
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -18,6 +18,8 @@ from broker.spool import Spool
 from broker.wire import to_wire
 from refunds.delivery import RawDelivery
 
+pytestmark = pytest.mark.unit
+
 
 def raw(number: int) -> RawDelivery:
     return RawDelivery(delivery_id=f"d-{number}", topic="refunds/create", shop="default",

@@ -12,6 +12,8 @@ import pytest
 
 from refunds.state import fold
 
+pytestmark = pytest.mark.unit
+
 
 @dataclass
 class Fact:

@@ -17,6 +17,8 @@ from worker.handling import DeliveryHandler
 from worker.runner import Disposal, Verdict
 from worker.tasks import register_tasks
 
+pytestmark = pytest.mark.unit
+
 UNREACHABLE_DB = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
 
 

@@ -12,6 +12,8 @@ from payloads import camel_event
 from broker.wire import MalformedDelivery, from_wire, to_wire
 from refunds.delivery import Origin
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("origin", list(Origin), ids=str)
 def test_the_origin_travels(origin: Origin) -> None:
