@@ -13,6 +13,7 @@ import fakeredis
 import pytest
 import redis
 from fakeredis import FakeRedisConnection
+from kombu import pools
 
 REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: a leak would fail loudly
 
@@ -31,7 +32,11 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[fakeredis.FakeServe
                  **(options | {"server": server}))
 
     monkeypatch.setattr(redis.ConnectionPool, "__init__", pool_init)
+    # kombu keeps one connection per broker URL for the process, across Celery apps: one
+    # opened for an earlier test would still reach that test's server
+    pools.reset()
     yield server
+    pools.reset()
 
 
 @pytest.fixture
