@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 
+import fakeredis
 import pytest
 import redis
 from conftest import make_settings
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def settings(fake_server: object) -> Settings:
+def settings(fake_server: fakeredis.FakeServer) -> Settings:
     return make_settings("sqlite://", REDIS_URL, "unit:", visibility_timeout=10,
                          task_time_limit=8)
 
@@ -79,13 +80,13 @@ def test_settling_forgets_only_the_named_entries(settings: Settings) -> None:
 
 
 def test_settling_while_redis_is_away_leaves_the_entries_to_the_sweeper(
-    settings: Settings, fake_server: object
+    settings: Settings, fake_server: fakeredis.FakeServer
 ) -> None:
     sent = list(published(settings, "1"))
     ledger = Ledger(settings)
-    fake_server.connected = False  # type: ignore[attr-defined]
+    fake_server.connected = False
     ledger.settle(sent)  # no error: the sweeper finds it settled in the database later
-    fake_server.connected = True  # type: ignore[attr-defined]
+    fake_server.connected = True
     assert list(ledger_entries(settings)) == sent
 
 
