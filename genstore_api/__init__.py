@@ -1,6 +1,6 @@
 """Genstore's REST API (version 202412), as far as the sink reads it: an order's refunds, refund
-details, the order list (`client`), and the comparison of a shop's refunds with the local
-record (`reconcile`).
+details, the order list, the shop's zone and currency (`client`), and the comparison of a
+shop's refunds with the local record (`reconcile`).
 
 Where Genstore's partner docs are silent, the client assumes the following (the README repeats
 this list; change it here and there together):
@@ -19,4 +19,7 @@ this list; change it here and there together):
 5. Errors: 401 and 403 mean the token is wrong or lacks a scope (not retried); 429 carries
    `Retry-After` in seconds (an HTTP date is read too); 5xx is transient; any other 4xx is
    permanent. Error bodies are not read (their shape is not published).
+6. `GET /shops/info` answers the shop object with `ianaTimezone` (an IANA name such as
+   `America/New_York`) and `currency` (ISO 4217; `currencyCode` is read too), either at the
+   top, under `data` or under `shop` (the docs name the fields, not the envelope).
 """

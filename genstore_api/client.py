@@ -1,4 +1,5 @@
-"""A small client over `requests` for the refund endpoints of Genstore's 202412 REST API
+"""A small client over `requests` for the refund and shop-info endpoints of Genstore's 202412 REST
+API
 (assumptions where the docs are silent: the package docstring).
 
 Every call has a connect and a read timeout. Connection errors, timeouts, 429 (after its
@@ -64,6 +65,12 @@ class Retries:
     max_seconds: float = 30.0  # also caps a Retry-After
 
 
+@dataclass(frozen=True)
+class ShopInfo:
+    iana_timezone: str | None
+    currency: str | None
+
+
 class GenstoreClient:
     def __init__(self, shop: str, access_token: str, *, base_url: str,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
@@ -101,6 +108,22 @@ class GenstoreClient:
             params["orderId"] = order_id
         return [refund for page in self._pages(f"{API}/refunds", params)
                 for refund in _items(page, "refunds", "refund")]
+
+    def shop_info(self) -> ShopInfo:
+        """The shop's zone and currency (`GET /shops/info`); a field the answer lacks is None.
+        GenstoreError on failure, BadResponse when the answer is not a shop object."""
+        path = f"{API}/shops/info"
+        response = self._get(self.base_url + path, None, path)
+        try:
+            page = response.json()
+        except ValueError:
+            raise BadResponse(f"{self.shop}: {path}: the answer is not JSON") from None
+        shop = page.get("data", page) if isinstance(page, dict) else None
+        shop = shop.get("shop", shop) if isinstance(shop, dict) else None
+        if not isinstance(shop, dict):
+            raise BadResponse(f"{self.shop}: {path}: expected a shop object in the answer")
+        return ShopInfo(_text(shop.get("ianaTimezone")),
+                        _text(shop.get("currency") or shop.get("currencyCode")))
 
     def order_ids(self, *, updated_at_min: datetime | None = None,
                   updated_at_max: datetime | None = None,
@@ -192,6 +215,10 @@ def _items(page: Any, plural: str, singular: str) -> list[dict[str, Any]]:
         if isinstance(page.get(singular), dict):
             return [page[singular]]
     raise BadResponse(f"expected {{{plural!r}: [...]}} in the answer")
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _retry_after(value: str | None) -> float | None:

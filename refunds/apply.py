@@ -4,7 +4,11 @@ record and its effect commit together.
 
 Each delivery that reaches a refund leaves an event on its timeline (`refunds.timeline`). A
 delivery of a compliance topic (`refunds.compliance`) is archived and claimed like any other
-and carried out in the same transaction, in a run of its own; it reaches no refund.
+and carried out in the same transaction, in a run of its own; it reaches no refund. So is a
+`shop/update` (`refunds.shop_clock`): the shop's new zone and currency are what the deliveries
+after it are read with, and its stored messages are read again when they change.
+Each delivery is read with its shop's clock: naive times in the shop's zone (GENSTORE_NAIVE_TZ
+for a shop without one), and a refund without a currency takes the shop's.
 The outcome of each delivery, and the database afterwards, are those of applying the
 deliveries one by one in their order, with a fixed number of multi-row statements per list
 instead of a dozen round trips per delivery."""
@@ -21,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from refunds import claims, compliance, dead_letters, flags, shops
+from refunds import claims, compliance, dead_letters, flags, shop_clock, shops
 from refunds.archive import archive
 from refunds.claims import KnownClaim, Settled
 from refunds.compliance import SpoolErasure
@@ -67,6 +71,7 @@ def apply_deliveries(
 ) -> list[Result]:
     """One Result per delivery, in the given order.
 
+    `naive_tz` (GENSTORE_NAIVE_TZ) reads the naive times of shops without a zone of their own.
     A payload that cannot be applied is a dead letter (a Result), not an error; a (shop,
     delivery id) that already had its effect with another body is a `delivery_conflict`
     dead letter. The risk `rules` are evaluated on the refunds the list changed; what they
@@ -92,11 +97,12 @@ def apply_deliveries(
 def _runs_of_distinct_keys(deliveries: Sequence[RawDelivery]) -> list[Sequence[RawDelivery]]:
     """Consecutive runs in which no (shop, delivery id) repeats: a later copy must meet the
     earlier copy's claim, as it would one by one. A compliance delivery is a run of its own:
-    what it erases is what the deliveries before it stored. Almost always a single run."""
+    what it erases is what the deliveries before it stored; so is a `shop/update`: the
+    deliveries after it are read with the clock it sets. Almost always a single run."""
     runs: list[Sequence[RawDelivery]] = []
     start, keys = 0, set[DeliveryKey]()
     for index, delivery in enumerate(deliveries):
-        alone = compliance.is_compliance(delivery)
+        alone = _alone(delivery)
         if delivery.key in keys or (alone and index > start):
             runs.append(deliveries[start:index])
             start, keys = index, set[DeliveryKey]()
@@ -117,7 +123,9 @@ class _Applying:
     now: datetime
     events: list[Event]
     changed: dict[RefundKey, Refund]
-    registered: frozenset[str]  # empty: no shop registered, every shop's deliveries apply
+    # by domain, with their clocks; empty: no shop registered, every shop's deliveries apply.
+    # Shared by the runs of one list: a `shop/update` changes it for the runs after it.
+    registered: dict[str, shops.Clock]
 
     def run(self, items: list[tuple[int, RawDelivery]]) -> dict[int, Result]:
         results: dict[int, Result] = {}
@@ -129,7 +137,7 @@ class _Applying:
                 if delivery.key not in claimed:
                     results[index] = self.unknown_shop(delivery)
             items = [(index, delivery) for index, delivery in items if index not in results]
-        if len(items) == 1 and compliance.is_compliance(items[0][1]):
+        if len(items) == 1 and _alone(items[0][1]):
             index, delivery = items[0]
             return {**results, index: self.comply(delivery)}
         known = claims.known(self.session, [delivery.key for _, delivery in items])
@@ -139,7 +147,7 @@ class _Applying:
                 results[index] = self.claimed_before(delivery, claim)
                 continue
             try:
-                parsed.append(Parsed(index, delivery, parse(delivery, naive_tz=self.naive_tz)))
+                parsed.append(Parsed(index, delivery, self.parse(delivery)))
             except PayloadRejected as rejected:
                 dead_letters.record(delivery, reason=rejected.reason, error=rejected.detail,
                                     errors=rejected.errors, session=self.session)
@@ -159,9 +167,20 @@ class _Applying:
                                   "(refund-sink shop add)", errors=[], session=self.session)
         return Result(Outcome.DEAD_LETTERED, reason=dead_letters.UNKNOWN_SHOP)
 
+    def parse(self, delivery: RawDelivery) -> RefundMessage:
+        """The delivery's message read with its shop's clock, or PayloadRejected."""
+        clock = self.registered.get(delivery.shop)
+        if clock is None:
+            return parse(delivery, naive_tz=self.naive_tz)
+        return parse(delivery, naive_tz=clock.zone or self.naive_tz,
+                     shop_currency=clock.currency)
+
     def comply(self, delivery: RawDelivery) -> Result:
-        """A compliance delivery: claimed like any delivery (a redelivery is a duplicate, not
-        a second erasure), then carried out. Its claim names no refund."""
+        """A compliance delivery or a `shop/update`: claimed like any delivery (a redelivery
+        is a duplicate, not a second erasure), then carried out. Its claim names no
+        refund."""
+        if shop_clock.is_shop_update(delivery):
+            return self.update_shop(delivery)
         session = self.session
         claim = claims.known(session, [delivery.key]).get(delivery.key)
         if claim is not None:
@@ -187,6 +206,34 @@ class _Applying:
         dead_letters.resolve_all([delivery], session=session, now=self.now)
         return Result(Outcome.APPLIED, spool_erasure=spool_erasure)
 
+    def update_shop(self, delivery: RawDelivery) -> Result:
+        """A `shop/update`: claimed like a compliance delivery, then the shop's clock set and,
+        when it changed, the shop's messages read again and its refunds folded again
+        (`shop_clock.change`). A shop that is not registered has no clock to keep: the
+        delivery is claimed and changes nothing."""
+        session = self.session
+        claim = claims.known(session, [delivery.key]).get(delivery.key)
+        if claim is not None:
+            if claim.body_sha256 == delivery.body_sha256:
+                dead_letters.resolve_all([delivery], session=session, now=self.now)
+                return Result(Outcome.DUPLICATE_DELIVERY)
+            dead_letters.record_conflict(delivery, claim.body_sha256, session=session)
+            return Result(Outcome.DEAD_LETTERED, reason=dead_letters.CONFLICT)
+        try:
+            clock = shop_clock.parse_update(delivery)
+        except PayloadRejected as rejected:
+            dead_letters.record(delivery, reason=rejected.reason, error=rejected.detail,
+                                errors=rejected.errors, session=session)
+            return Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
+        if not claims.claim(session, [(delivery, NO_REFUND)], self.now):
+            return self.update_shop(delivery)  # another transaction claimed it meanwhile
+        if delivery.shop in self.registered:
+            shop_clock.change(delivery.shop, clock, naive_tz=self.naive_tz, now=self.now,
+                              session=session)
+            self.registered[delivery.shop] = shops.registered(session=session)[delivery.shop]
+        dead_letters.resolve_all([delivery], session=session, now=self.now)
+        return Result(Outcome.APPLIED)
+
     def claimed_before(self, delivery: RawDelivery, claim: KnownClaim) -> Result:
         """The same body again is a duplicate; another body is a conflict, kept as a dead
         letter. Either is an event on the claimed refund's timeline (a conflicting body
@@ -198,7 +245,7 @@ class _Applying:
             return Result(Outcome.DUPLICATE_DELIVERY, claim.refund_id)
         dead_letters.record_conflict(delivery, claim.body_sha256, session=self.session)
         try:
-            said = parse(delivery, naive_tz=self.naive_tz)
+            said = self.parse(delivery)
         except PayloadRejected:
             self.events.append(Event(delivery, claim.refund_id, Effect.CONFLICT))
         else:
@@ -257,7 +304,13 @@ def _with_flags(deliveries: Sequence[RawDelivery], results: list[Result],
     return results
 
 
-def parse(delivery: RawDelivery, *, naive_tz: str) -> RefundMessage:
+def _alone(delivery: RawDelivery) -> bool:
+    """Applied in a run of its own: a compliance topic or a `shop/update`."""
+    return compliance.is_compliance(delivery) or shop_clock.is_shop_update(delivery)
+
+
+def parse(delivery: RawDelivery, *, naive_tz: str,
+          shop_currency: str | None = None) -> RefundMessage:
     return parse_delivery(
         delivery.body,
         topic=delivery.topic,
@@ -265,6 +318,7 @@ def parse(delivery: RawDelivery, *, naive_tz: str) -> RefundMessage:
         triggered_at=delivery.triggered_at,
         received_at=delivery.received_at,
         naive_tz=naive_tz,
+        shop_currency=shop_currency,
     )
 
 

@@ -245,7 +245,10 @@ class Shop(Base):
 
     domain: Mapped[str] = mapped_column(String(255), primary_key=True)
     access_token_encrypted: Mapped[bytes]
+    # Its clock and money (Genstore's `shops/info`): naive times of its messages are read in
+    # `iana_timezone`, and a refund without a currency takes `currency`.
     iana_timezone: Mapped[str | None] = mapped_column(String(64))
+    currency: Mapped[str | None] = mapped_column(String(16))
     added_at: Mapped[datetime]
     last_reconciled_at: Mapped[datetime | None]
     last_reconcile_outcome: Mapped[str | None] = mapped_column(String(32))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import delete, select, update
@@ -63,16 +65,60 @@ def add(domain: str, access_token: str, *, keys: MultiFernet, now: datetime,
         existing.access_token_encrypted = encrypted
         return Added.REPLACED
     session.add(Shop(domain=shop, access_token_encrypted=encrypted, added_at=now,
-                     iana_timezone=None, last_reconciled_at=None, last_reconcile_outcome=None))
+                     iana_timezone=None, currency=None, last_reconciled_at=None,
+                     last_reconcile_outcome=None))
     return Added.NEW
 
 
-def registered(*, session: Session) -> frozenset[str]:
-    """The registered shops' domains: once there is one, a delivery naming another shop is
-    not applied (Genstore's signature covers the body, not the shop header, so a captured
-    body replayed under another shop's name would be accepted as that shop's). Empty while
-    none is registered: then every shop's deliveries are applied."""
-    return frozenset(session.scalars(select(Shop.domain)))
+@dataclass(frozen=True)
+class Clock:
+    """A shop's zone (IANA name) and currency (ISO 4217), each None while unknown."""
+
+    zone: str | None
+    currency: str | None
+
+
+def registered(*, session: Session) -> dict[str, Clock]:
+    """The registered shops, by domain, with their clocks, in one query: once there is one, a
+    delivery naming another shop is not applied (Genstore's signature covers the body, not
+    the shop header, so a captured body replayed under another shop's name would be accepted
+    as that shop's). Empty while none is registered: then every shop's deliveries are
+    applied."""
+    rows = session.execute(select(Shop.domain, Shop.iana_timezone, Shop.currency))
+    return {row.domain: Clock(row.iana_timezone, row.currency) for row in rows}
+
+
+def checked_zone(name: str) -> str:
+    """`name` when zoneinfo knows it as a zone; ValueError (one line) otherwise."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (Area/City, e.g. "
+                         "America/New_York)") from None
+    return name
+
+
+def checked_currency(code: str) -> str:
+    """An ISO 4217 code in upper case; ValueError when it is not three letters."""
+    code = code.strip().upper()
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise ValueError(f"{code!r} is not a currency code (three letters, e.g. USD)")
+    return code
+
+
+def set_clock(domain: str, clock: Clock, *, session: Session) -> Clock | None:
+    """Give the registered shop this zone and currency (a None keeps the stored one); the
+    clock it had, or None when the shop is not registered. The values are checked
+    (`checked_zone`, `checked_currency`): ValueError."""
+    shop = session.get(Shop, _key(domain))
+    if shop is None:
+        return None
+    before = Clock(shop.iana_timezone, shop.currency)
+    if clock.zone is not None:
+        shop.iana_timezone = checked_zone(clock.zone)
+    if clock.currency is not None:
+        shop.currency = checked_currency(clock.currency)
+    return before
 
 
 def listing(*, session: Session) -> list[Shop]:
@@ -84,6 +130,7 @@ def listing(*, session: Session) -> list[Shop]:
 def view(shop: Shop) -> dict[str, str | None]:
     """What may be shown of a shop: everything but its token."""
     return {"domain": shop.domain, "iana_timezone": shop.iana_timezone,
+            "currency": shop.currency,
             "added_at": _iso(shop.added_at), "last_reconciled_at": _iso(shop.last_reconciled_at),
             "last_reconcile_outcome": shop.last_reconcile_outcome}
 

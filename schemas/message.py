@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.body import json_bytes
 from schemas.errors import PayloadRejected as PayloadRejected
 from schemas.errors import rejection
 from schemas.fingerprint import fingerprint_v2
@@ -126,9 +127,12 @@ def parse_delivery(
     triggered_at: str | None,
     received_at: datetime,
     naive_tz: str = "UTC",
+    shop_currency: str | None = None,
 ) -> RefundMessage:
     """The delivery as one RefundMessage, or PayloadRejected naming the dead-letter reason.
-    `naive_tz` is a zone name the settings have already checked."""
+    `naive_tz` is a zone name already checked (the shop's zone, else GENSTORE_NAIVE_TZ).
+    A refund without a currency takes `shop_currency` (the shop's, when it is known), else
+    its customer's: the customer's currency is theirs, not necessarily the shop's."""
     if topic is None or not topic.startswith("refunds/"):
         raise PayloadRejected("unsupported_topic", f"topic {topic!r:.80} is not a refunds/ topic")
     zone = ZoneInfo(naive_tz)
@@ -143,7 +147,8 @@ def parse_delivery(
         time_source=source,
         created_at=refund.create_time,
         price=refund.price,
-        currency=refund.currency or (refund.customer.currency if refund.customer else None),
+        currency=refund.currency or shop_currency
+        or (refund.customer.currency if refund.customer else None),
         note=refund.note,
         customer_id=refund.customer_id or (refund.customer.id if refund.customer else None),
         line_items=_line_items(refund.line_items),
@@ -153,9 +158,10 @@ def parse_delivery(
 
 
 def _validate(body: bytes, zone: ZoneInfo) -> WireEnvelope:
-    """Parse once, from the raw bytes; whatever goes wrong becomes a PayloadRejected."""
+    """Parse once, from the raw bytes (less a BOM); whatever goes wrong becomes a
+    PayloadRejected."""
     try:
-        return WireEnvelope.model_validate_json(body, context={"naive_tz": zone})
+        return WireEnvelope.model_validate_json(json_bytes(body), context={"naive_tz": zone})
     except ValidationError as exc:
         raise rejection(exc) from None
     except Exception as exc:  # the parser must never crash a worker

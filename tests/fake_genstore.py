@@ -1,7 +1,8 @@
 """A fake Genstore REST API (202412) for the reconcile tests and the README's end-to-end run: a
 real HTTP server in a thread on a free port, serving the refunds of several shops with cursor
-paging, checking each shop's access token (401 on a wrong one), and told to answer the next
-requests with 429 and `Retry-After`, 500, or to hang.
+paging and each shop's `shops/info` (zone and currency), checking each shop's access token
+(401 on a wrong one), and told to answer the next requests with 429 and `Retry-After`, 500, or
+to hang.
 
 Shops live under a path prefix, so one server stands for every shop:
 `GENSTORE_API_URL=http://127.0.0.1:PORT/shops/{shop}`.
@@ -34,6 +35,9 @@ API = "/api/202412"
 class FakeShop:
     token: str
     refunds: list[dict[str, Any]] = field(default_factory=list)  # Genstore's refund objects
+    # `GET /shops/info`, answered as `{"data": {"ianaTimezone": ..., "currency": ...}}`
+    iana_timezone: str = "UTC"
+    currency: str = "USD"
 
 
 @dataclass
@@ -134,6 +138,9 @@ class FakeGenstore:
             return 401, {}, {"errors": "[API] Invalid API key or access token"}
         if "pageToken" in query:
             return self._next_page(path, query["pageToken"][0])
+        if route == ["shops", "info"]:
+            return 200, {}, {"data": {"ianaTimezone": known.iana_timezone,
+                                      "currency": known.currency}}
         items, key = self._select(known, route, query)
         if items is None:
             return 404, {}, {"errors": "not found"}
