@@ -22,6 +22,7 @@ import enum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.body import json_bytes
 from schemas.errors import PayloadRejected, rejection
 from schemas.types import Code, Text
 
@@ -74,7 +75,7 @@ def parse_request(body: bytes, topic: Topic) -> CustomerRequest | ShopRequest:
     model: type[CustomerRequest | ShopRequest] = (
         ShopRequest if topic is Topic.SHOP_REDACT else CustomerRequest)
     try:
-        return model.model_validate_json(body)
+        return model.model_validate_json(json_bytes(body))
     except ValidationError as exc:
         raise rejection(exc) from None
     except Exception as exc:  # the parser must never crash a worker
