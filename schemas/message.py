@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.body import json_bytes
 from schemas.errors import PayloadRejected as PayloadRejected
 from schemas.errors import rejection
 from schemas.fingerprint import fingerprint_v2
@@ -157,9 +158,10 @@ def parse_delivery(
 
 
 def _validate(body: bytes, zone: ZoneInfo) -> WireEnvelope:
-    """Parse once, from the raw bytes; whatever goes wrong becomes a PayloadRejected."""
+    """Parse once, from the raw bytes (less a BOM); whatever goes wrong becomes a
+    PayloadRejected."""
     try:
-        return WireEnvelope.model_validate_json(body, context={"naive_tz": zone})
+        return WireEnvelope.model_validate_json(json_bytes(body), context={"naive_tz": zone})
     except ValidationError as exc:
         raise rejection(exc) from None
     except Exception as exc:  # the parser must never crash a worker
