@@ -63,12 +63,31 @@ class _RawBodyWebhook(Webhook):
         return f"v1,{base64.b64encode(mac).decode('ascii')}"
 
 
+def symmetric_signatures(header: str) -> str:
+    """The header's `v1,<base64>` entries, space-delimited. The spec's header is a list (a
+    sender rotating its secret signs with both; `v1a` is an asymmetric signature) of which any
+    one valid entry authenticates; the reference library gives up on the first entry it cannot
+    split or decode, so such an entry would hide a valid one after it."""
+    entries = []
+    for entry in header.split():
+        version, _, signature = entry.partition(",")
+        if version != "v1":
+            continue
+        try:
+            base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        entries.append(entry)
+    return " ".join(entries)
+
+
 def verify_standard(body: bytes, headers: Mapping[str, str], secret: str | None) -> bool:
     """Standard Webhooks via its reference library (5-minute timestamp tolerance), over the
-    body's exact bytes."""
+    body's exact bytes, against every readable `v1` signature the header lists."""
     if not secret:
         return False
     wanted = {name: headers.get(name, "") for name in STANDARD_HEADERS}
+    wanted["webhook-signature"] = symmetric_signatures(wanted["webhook-signature"])
     if not all(wanted.values()):
         return False
     try:

@@ -41,13 +41,19 @@ def test_missing_or_malformed_genstore_signatures_fail(header: str | None) -> No
     assert not verify_genstore(BODY, header, ["secret"])
 
 
-def test_standard_webhooks_published_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def frozen_at_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vector's timestamp is from 2021: the clock the 5-minute tolerance reads is set to it."""
+
     class Frozen(datetime):
         @classmethod
         def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
             return datetime.fromtimestamp(VECTOR_TIMESTAMP + 10, tz=UTC)
 
     monkeypatch.setattr(standardwebhooks.webhooks, "datetime", Frozen)
+
+
+def test_standard_webhooks_published_vector(frozen_at_vector: None) -> None:
     headers = {
         "webhook-id": VECTOR_ID,
         "webhook-timestamp": str(VECTOR_TIMESTAMP),
@@ -80,3 +86,40 @@ def test_verify_prefers_the_genstore_header() -> None:
     headers = lower(genstore_headers(BODY, "secret"))
     assert verify(BODY, headers, ["secret"], None)
     assert not verify(BODY, headers, ["other"], VECTOR_SECRET)
+
+
+# The specification's example header carries a symmetric and an asymmetric signature,
+# space-delimited; during a rotation a sender signs with the old and the new secret.
+SPEC_ASYMMETRIC = ("v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZdpXwVLPo3m"
+                   "Nl8EM+m7TBAg==")
+OLD_SECRET_SIGNATURE = "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="
+
+
+@pytest.mark.parametrize("signature", [
+    f"{OLD_SECRET_SIGNATURE} {VECTOR_SIGNATURE}",
+    f"{VECTOR_SIGNATURE} {OLD_SECRET_SIGNATURE}",
+    f"{SPEC_ASYMMETRIC} {VECTOR_SIGNATURE}",
+    f"v1,@@not-base64 {VECTOR_SIGNATURE}",
+    f"v2 v1,,x {VECTOR_SIGNATURE}",
+    f"{OLD_SECRET_SIGNATURE}  {VECTOR_SIGNATURE} ",
+])
+def test_any_one_valid_v1_entry_of_several_is_accepted(
+    frozen_at_vector: None, signature: str
+) -> None:
+    headers = {"webhook-id": VECTOR_ID, "webhook-timestamp": str(VECTOR_TIMESTAMP),
+               "webhook-signature": signature}
+    assert verify_standard(VECTOR_BODY, headers, VECTOR_SECRET)
+    assert not verify_standard(VECTOR_BODY + b" ", headers, VECTOR_SECRET)
+
+
+@pytest.mark.parametrize("signature", [
+    f"{OLD_SECRET_SIGNATURE} {SPEC_ASYMMETRIC}",
+    "v1a," + VECTOR_SIGNATURE.split(",")[1],
+    "v2," + VECTOR_SIGNATURE.split(",")[1],
+    VECTOR_SIGNATURE.split(",")[1],
+    " ",
+])
+def test_no_valid_v1_entry_is_refused(frozen_at_vector: None, signature: str) -> None:
+    headers = {"webhook-id": VECTOR_ID, "webhook-timestamp": str(VECTOR_TIMESTAMP),
+               "webhook-signature": signature}
+    assert not verify_standard(VECTOR_BODY, headers, VECTOR_SECRET)
