@@ -37,6 +37,7 @@ from genstore_api.client import (
     Unauthorized,
     Unavailable,
 )
+from refunds import shops
 from refunds.delivery import Origin, RawDelivery
 from refunds.models import Refund
 from schemas.errors import PayloadRejected
@@ -106,8 +107,12 @@ def reconcile(client: GenstoreClient, *, session: Session, since: datetime | Non
               orders: Iterable[str] = (), now: datetime, naive_tz: str = "UTC") -> Report:
     """Compare the shop's refunds of the orders to check (see the module) with the local
     record. A failed request ends the run with its outcome and what was found until then;
-    never raises a GenstoreError. Reads in the caller's session, writes nothing."""
+    never raises a GenstoreError. Reads in the caller's session, writes nothing. A pulled
+    refund's naive times, if any, are read as the worker reads them: in the shop's zone,
+    `naive_tz` (GENSTORE_NAIVE_TZ) when it has none."""
     report = Report(shop=client.shop)
+    clock = shops.registered(session=session).get(client.shop)
+    naive_tz = clock.zone if clock is not None and clock.zone else naive_tz
 
     def check(order_ids: Iterable[str]) -> None:
         for order_id in order_ids:
