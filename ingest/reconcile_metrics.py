@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from ingest.services import Services
 from refunds import reconcile_runs
-from worker.handling import describe
+from refunds.db import describe
 
 log = logging.getLogger("refund_sink.metrics")
 

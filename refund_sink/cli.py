@@ -26,8 +26,8 @@ from refund_sink import (
     state_folder,
 )
 from refund_sink.servers import ServerError
+from refunds.db import describe
 from refunds.settings import ConfigError
-from worker.handling import describe
 
 
 class Parser(argparse.ArgumentParser):

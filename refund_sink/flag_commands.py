@@ -15,11 +15,10 @@ import sqlalchemy.exc
 
 from refund_sink.operations import _duration, shop_argument
 from refunds import flags, metrics
-from refunds.db import session_factory
+from refunds.db import describe, session_factory
 from refunds.risk_rules import Rule
 from refunds.settings import Settings
 from schemas.flags import FlagView
-from worker.handling import describe
 
 PAGE = 1000  # refunds flagged per transaction
 

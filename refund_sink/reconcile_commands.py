@@ -35,10 +35,9 @@ from genstore_api.reconcile import Finding, Outcome, Report, apply, reconcile
 from refund_sink.operations import CommandError, _duration, shop_argument
 from refund_sink.shop_commands import keys_of, settings_with_key
 from refunds import logs, reconcile_runs, shops
-from refunds.db import session_factory
+from refunds.db import describe, session_factory
 from refunds.delivery import RawDelivery
 from refunds.settings import ConfigError, Settings
-from worker.handling import describe
 
 log = logging.getLogger("refund_sink.reconcile")
 

@@ -15,9 +15,8 @@ import sqlalchemy.exc
 
 from refund_sink.operations import _duration
 from refunds import retention
-from refunds.db import session_factory
+from refunds.db import describe, session_factory
 from refunds.settings import Settings
-from worker.handling import describe
 
 
 def add_command(commands: Any) -> None:

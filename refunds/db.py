@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
+import sqlalchemy.exc
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -185,3 +186,11 @@ def _insert_ignore(
     if returning:
         statement = statement.returning(*(table.c[name] for name in returning))
     return statement
+
+
+def describe(error: BaseException) -> str:
+    """One line naming the failure, without SQL parameters (they may hold customer data)."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.orig is not None:
+        error = error.orig
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line}"[:500]

@@ -8,13 +8,11 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import sqlalchemy.exc
-
 from broker.spool_erasure import erase_spooled
 from refunds import dead_letters, metrics
 from refunds.apply import Outcome, Result, apply_deliveries
 from refunds.archive import archive
-from refunds.db import database_answers, session_factory
+from refunds.db import database_answers, describe, session_factory
 from refunds.delivery import RawDelivery
 from refunds.logs import event
 from refunds.settings import Settings
@@ -138,11 +136,3 @@ def dead_letter_reason(error: Exception) -> str:
     """The reason of the dead letter a delivery becomes when its attempt failed with `error`
     and it gets no further attempt."""
     return "retries_exhausted" if is_transient(error) else "internal_error"
-
-
-def describe(error: BaseException) -> str:
-    """One line naming the failure, without SQL parameters (they may hold customer data)."""
-    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.orig is not None:
-        error = error.orig
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    return f"{type(error).__name__}: {first_line}"[:500]

@@ -20,10 +20,11 @@ from broker.ledger import Ledger
 from broker.publish import display
 from broker.wire import MalformedDelivery, from_wire
 from refunds.apply import Outcome
+from refunds.db import describe
 from refunds.delivery import RawDelivery
 from refunds.logs import event
 from refunds.settings import Settings
-from worker.handling import DeliveryHandler, dead_letter_reason, describe
+from worker.handling import DeliveryHandler, dead_letter_reason
 from worker.redeliveries import StartCounter
 from worker.retry import is_contention, is_transient
 

@@ -28,12 +28,11 @@ from redis.lock import Lock
 from broker.ledger import Ledger
 from broker.wire import delivery_of
 from refunds import metrics
-from refunds.db import session_factory
+from refunds.db import describe, session_factory
 from refunds.delivery import RawDelivery
 from refunds.logs import event
 from refunds.queries import settled_copies
 from refunds.settings import Settings
-from worker.handling import describe
 
 log = logging.getLogger("refund_sink.worker")
 ENTRIES_PER_SWEEP = 500

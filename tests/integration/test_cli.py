@@ -83,7 +83,7 @@ def test_quick_start_run_send_and_read_back(tmp_path: Path) -> None:
     assert run.returncode == 0, (tmp_path / "run.log").read_text()
     # the example carries a phone number and an address: no log of any process shows them
     logs = [tmp_path / "run.log", *sorted((tmp_path / ".refund-sink").glob("*.log"))]
-    assert len(logs) == 4
+    assert len(logs) == 5  # run.log and one per child: ingest, worker, Flower, reconcile
     for path in logs:
         text = path.read_text(errors="replace")
         assert "16173034750" not in text and "Poplar" not in text, path
