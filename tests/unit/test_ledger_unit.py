@@ -2,8 +2,10 @@
 fakeredis: the EVAL that writes entry, time and queued message in one round trip runs on
 fakeredis's Lua (lupa), and kombu's channel publishes through a fakeredis pool.
 
-Left to `tests/integration/test_ledger.py` (real Redis): `WAIT` for replicas (fakeredis has
-no replication) and kombu's fetch and acknowledgement, which need a worker's event loop."""
+Where fakeredis differs, real Redis tests it: fakeredis has no `WAIT` ("unknown command"), so
+the replicas' confirmation and `NotReplicated` are left to `tests/integration/test_sentinel.py`;
+kombu's fetch and acknowledgement need a worker's event loop and are left to
+`tests/integration/test_ledger.py` and `test_two_sinks.py`."""
 
 from __future__ import annotations
 
