@@ -10,6 +10,8 @@ import pytest
 
 from ingest import gunicorn_config
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_worker_exit_without_a_metrics_directory_is_not_an_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
