@@ -16,6 +16,7 @@ from types import FrameType
 
 from cryptography.fernet import Fernet
 
+from refund_sink.command_lines import gunicorn_command, with_metrics_dir, worker_command
 from refund_sink.servers import ServerError, free_port, start_redis
 from refund_sink.shop_commands import SECRET_KEY_FILE
 from refund_sink.state_folder import (
@@ -90,8 +91,6 @@ class EmbeddedSink:
         )
 
     def _start_processes(self, env: dict[str, str]) -> None:
-        from refund_sink.processes import gunicorn_command, with_metrics_dir, worker_command
-
         settings = Settings.from_env(env)
         self._spawn("ingest", gunicorn_command(f"{self.host}:{self.port}", 2),
                     with_metrics_dir(env))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import tempfile
 import time
 from typing import Any
 
 from broker.redis_client import redis_client
 from refund_sink import arguments
+from refund_sink.command_lines import gunicorn_command, with_metrics_dir, worker_command
 from refund_sink.servers import ServerError
 from refunds.settings import Settings
 
@@ -38,39 +37,6 @@ def add_commands(commands: Any) -> None:
                        help="only the worker whose main process this is (default: every "
                        "worker with a heartbeat on this host)")
     alive.set_defaults(handler=worker_alive)
-
-
-def gunicorn_command(bind: str, workers: int) -> list[str]:
-    return [
-        sys.executable, "-m", "gunicorn",
-        "--config", "python:ingest.gunicorn_config",
-        "--bind", bind,
-        "--workers", str(workers),
-        "ingest:create_app()",
-    ]
-
-
-def with_metrics_dir(env: dict[str, str]) -> dict[str, str]:
-    """gunicorn's or Celery's processes count into one fresh directory so a scrape sees their
-    sum. Set before the process starts: Celery's command line imports prometheus_client
-    (through Flower's plug-in) before the app could set it."""
-    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
-        env = {**env, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="refund-sink-metrics-")}
-    return env
-
-
-def worker_command(settings: Settings, concurrency: int) -> list[str]:
-    return [
-        sys.executable, "-m", "celery", "-A", "worker", "worker",
-        "--events",
-        # No broadcast chatter between workers: not needed here, and implicated in workers
-        # that stopped consuming after a broker reconnect.
-        "--without-gossip", "--without-mingle",
-        "--loglevel", "INFO",
-        "--concurrency", str(concurrency),
-        "--queues", settings.queue,
-        "--hostname", f"refund-sink-{os.getpid()}@%h",
-    ]
 
 
 def run_ingest(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ import redis
 from backing_services import stop as _stop
 from processes import environment as shared_environment
 
-from refund_sink.processes import gunicorn_command
+from refund_sink.command_lines import gunicorn_command
 from refund_sink.servers import free_port, start_redis
 from refunds.settings import Settings
 
