@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,6 +40,7 @@ from refunds.timeline import Effect, Event, record_events
 from schemas import PayloadRejected, RefundMessage, parse_delivery
 
 NO_REFUND = ""  # the refund id of a compliance delivery's claim
+T = TypeVar("T")
 
 
 class Outcome(enum.StrEnum):
@@ -181,22 +182,10 @@ class _Applying:
         refund."""
         if shop_clock.is_shop_update(delivery):
             return self.update_shop(delivery)
+        request = self.claim_alone(delivery, compliance.parse)
+        if isinstance(request, Result):
+            return request
         session = self.session
-        claim = claims.known(session, [delivery.key]).get(delivery.key)
-        if claim is not None:
-            if claim.body_sha256 == delivery.body_sha256:
-                dead_letters.resolve_all([delivery], session=session, now=self.now)
-                return Result(Outcome.DUPLICATE_DELIVERY)
-            dead_letters.record_conflict(delivery, claim.body_sha256, session=session)
-            return Result(Outcome.DEAD_LETTERED, reason=dead_letters.CONFLICT)
-        try:
-            request = compliance.parse(delivery)
-        except PayloadRejected as rejected:
-            dead_letters.record(delivery, reason=rejected.reason, error=rejected.detail,
-                                errors=rejected.errors, session=session)
-            return Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
-        if not claims.claim(session, [(delivery, NO_REFUND)], self.now):
-            return self.comply(delivery)  # another transaction claimed it meanwhile
         spool_erasure = compliance.carry_out(delivery, request, session=session, now=self.now)
         if compliance.erases_shop(delivery):  # nothing of the shop is to be written after it
             self.events[:] = [event for event in self.events if event.delivery.shop
@@ -211,28 +200,40 @@ class _Applying:
         when it changed, the shop's messages read again and its refunds folded again
         (`shop_clock.change`). A shop that is not registered has no clock to keep: the
         delivery is claimed and changes nothing."""
+        clock = self.claim_alone(delivery, shop_clock.parse_update)
+        if isinstance(clock, Result):
+            return clock
         session = self.session
-        claim = claims.known(session, [delivery.key]).get(delivery.key)
-        if claim is not None:
-            if claim.body_sha256 == delivery.body_sha256:
-                dead_letters.resolve_all([delivery], session=session, now=self.now)
-                return Result(Outcome.DUPLICATE_DELIVERY)
-            dead_letters.record_conflict(delivery, claim.body_sha256, session=session)
-            return Result(Outcome.DEAD_LETTERED, reason=dead_letters.CONFLICT)
-        try:
-            clock = shop_clock.parse_update(delivery)
-        except PayloadRejected as rejected:
-            dead_letters.record(delivery, reason=rejected.reason, error=rejected.detail,
-                                errors=rejected.errors, session=session)
-            return Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
-        if not claims.claim(session, [(delivery, NO_REFUND)], self.now):
-            return self.update_shop(delivery)  # another transaction claimed it meanwhile
         if delivery.shop in self.registered:
             shop_clock.change(delivery.shop, clock, naive_tz=self.naive_tz, now=self.now,
                               session=session)
             self.registered[delivery.shop] = shops.registered(session=session)[delivery.shop]
         dead_letters.resolve_all([delivery], session=session, now=self.now)
         return Result(Outcome.APPLIED)
+
+    def claim_alone(self, delivery: RawDelivery, read: Callable[[RawDelivery], T]) -> T | Result:
+        """Claim a delivery applied on its own (a compliance topic, `shop/update`) and return
+        what `read` makes of its body; or its Result when it is not to be carried out: a
+        duplicate of a claimed key with this body, a conflict with another, a dead letter
+        when `read` rejects it. A key another transaction claims meanwhile is looked at
+        again."""
+        session = self.session
+        while True:
+            claim = claims.known(session, [delivery.key]).get(delivery.key)
+            if claim is not None:
+                if claim.body_sha256 == delivery.body_sha256:
+                    dead_letters.resolve_all([delivery], session=session, now=self.now)
+                    return Result(Outcome.DUPLICATE_DELIVERY)
+                dead_letters.record_conflict(delivery, claim.body_sha256, session=session)
+                return Result(Outcome.DEAD_LETTERED, reason=dead_letters.CONFLICT)
+            try:
+                request = read(delivery)
+            except PayloadRejected as rejected:
+                dead_letters.record(delivery, reason=rejected.reason, error=rejected.detail,
+                                    errors=rejected.errors, session=session)
+                return Result(Outcome.DEAD_LETTERED, reason=rejected.reason)
+            if claims.claim(session, [(delivery, NO_REFUND)], self.now):
+                return request
 
     def claimed_before(self, delivery: RawDelivery, claim: KnownClaim) -> Result:
         """The same body again is a duplicate; another body is a conflict, kept as a dead
