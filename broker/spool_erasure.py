@@ -63,17 +63,28 @@ def _rewrite(spool_dir: str, shop: str,
         if outcome is delivery:
             hidden.rename(path)
             continue
-        if outcome is not None:
-            _write(hidden, to_wire(outcome))
-            hidden.rename(path)
-        else:
+        if outcome is None:
             hidden.unlink()
+        elif not _replace(hidden, path, to_wire(outcome)):
+            continue
         changed += 1
     return changed
 
 
-def _write(path: Path, wire: dict[str, Any]) -> None:
-    with path.open("wb") as out:
-        out.write(json.dumps(wire).encode("ascii"))
-        out.flush()
-        os.fsync(out.fileno())
+def _replace(hidden: Path, path: Path, wire: dict[str, Any]) -> bool:
+    """Write the erased delivery beside the original and put it in the original's place; on a
+    failed write (a full disk) the original goes back untouched, so the delivery is never
+    lost, and the erasure of that file is left undone (False)."""
+    erased = path.with_name(f".{path.name}.erased")
+    try:
+        with erased.open("wb") as out:
+            out.write(json.dumps(wire).encode("ascii"))
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError:
+        erased.unlink(missing_ok=True)
+        hidden.rename(path)
+        return False
+    os.replace(erased, path)
+    hidden.unlink()
+    return True

@@ -81,12 +81,13 @@ def apply_deliveries(
     database raises (then the whole list is to be tried again). Runs in the caller's
     transaction, never commits."""
     now = datetime.now(UTC)
-    archive(deliveries, session=session, now=now)
     results: list[Result] = []
     events: list[Event] = []
     changed: dict[RefundKey, Refund] = {}
     registered = shops.registered(session=session)
     for run in _runs_of_distinct_keys(deliveries):
+        # archived run by run, as one by one: an erasure in a run reaches what came before it
+        archive(run, session=session, now=now)
         applying = _Applying(session, naive_tz, now, events, changed, registered)
         outcomes = applying.run(list(enumerate(run)))
         results.extend(outcomes[index] for index in range(len(run)))
@@ -192,6 +193,7 @@ class _Applying:
                               != delivery.shop]
             for key in [key for key in self.changed if key[0] == delivery.shop]:
                 del self.changed[key]
+            self.registered.pop(delivery.shop, None)  # its registration went with it
         dead_letters.resolve_all([delivery], session=session, now=self.now)
         return Result(Outcome.APPLIED, spool_erasure=spool_erasure)
 
@@ -207,7 +209,9 @@ class _Applying:
         if delivery.shop in self.registered:
             shop_clock.change(delivery.shop, clock, naive_tz=self.naive_tz, now=self.now,
                               session=session)
-            self.registered[delivery.shop] = shops.registered(session=session)[delivery.shop]
+            kept = shops.registered(session=session).get(delivery.shop)
+            if kept is not None:
+                self.registered[delivery.shop] = kept
         dead_letters.resolve_all([delivery], session=session, now=self.now)
         return Result(Outcome.APPLIED)
 
@@ -238,17 +242,20 @@ class _Applying:
     def claimed_before(self, delivery: RawDelivery, claim: KnownClaim) -> Result:
         """The same body again is a duplicate; another body is a conflict, kept as a dead
         letter. Either is an event on the claimed refund's timeline (a conflicting body
-        that can be read is shown on the refund it names)."""
+        that can be read is shown on the refund it names); a key a compliance delivery or
+        a `shop/update` claimed names no refund, so its duplicate is no refund's event."""
         if claim.body_sha256 == delivery.body_sha256:
-            self.events.append(Event(delivery, claim.refund_id, Effect.DUPLICATE_DELIVERY,
-                                     claim.occurred_at, claim.kind, claim.price,
-                                     claim.message_id))
-            return Result(Outcome.DUPLICATE_DELIVERY, claim.refund_id)
+            if claim.refund_id != NO_REFUND:
+                self.events.append(Event(delivery, claim.refund_id, Effect.DUPLICATE_DELIVERY,
+                                         claim.occurred_at, claim.kind, claim.price,
+                                         claim.message_id))
+            return Result(Outcome.DUPLICATE_DELIVERY, claim.refund_id or None)
         dead_letters.record_conflict(delivery, claim.body_sha256, session=self.session)
         try:
             said = self.parse(delivery)
         except PayloadRejected:
-            self.events.append(Event(delivery, claim.refund_id, Effect.CONFLICT))
+            if claim.refund_id != NO_REFUND:
+                self.events.append(Event(delivery, claim.refund_id, Effect.CONFLICT))
         else:
             self.events.append(Event(delivery, said.refund_id, Effect.CONFLICT,
                                      said.occurred_at, said.kind, said.price))

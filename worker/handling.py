@@ -12,6 +12,7 @@ from broker.spool_erasure import erase_spooled
 from refunds import dead_letters, metrics
 from refunds.apply import Outcome, Result, apply_deliveries
 from refunds.archive import archive
+from refunds.compliance import SpoolErasure
 from refunds.db import database_answers, describe, session_factory
 from refunds.delivery import RawDelivery
 from refunds.logs import event
@@ -42,13 +43,22 @@ class DeliveryHandler:
         seconds = time.perf_counter() - started  # each delivery waited for the whole list
         for result in results:  # committed: this host's spool files follow the erasure
             if result.spool_erasure is not None:
-                erased = erase_spooled(self.settings.spool_dir, result.spool_erasure)
-                event(log, "compliance erasure in the spool", shop=result.spool_erasure.shop,
-                      spool_files=erased)
+                self._erase_spooled(result.spool_erasure)
         batch = len(deliveries) if len(deliveries) > 1 else None
         for delivery, result in zip(deliveries, results, strict=True):
             self._report(delivery, result, seconds, batch=batch)
         return results
+
+    def _erase_spooled(self, erasure: SpoolErasure) -> None:
+        """After the commit, so a failure here (the spool unwritable) is logged for the
+        operator, never taken for a failure of the committed deliveries."""
+        try:
+            erased = erase_spooled(self.settings.spool_dir, erasure)
+        except OSError as error:
+            event(log, "compliance erasure in the spool failed", logging.ERROR,
+                  shop=erasure.shop, error=describe(error))
+            return
+        event(log, "compliance erasure in the spool", shop=erasure.shop, spool_files=erased)
 
     def _report(self, delivery: RawDelivery, result: Result, seconds: float,
                 batch: int | None = None) -> None:

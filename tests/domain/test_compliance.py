@@ -29,6 +29,8 @@ from refunds.models import (
     DeliveryClaim,
     Erasure,
     RawDeliveryRecord,
+    Refund,
+    RefundEvent,
     Shop,
 )
 from refunds.settings import Settings
@@ -274,3 +276,83 @@ def test_a_malformed_compliance_request_is_a_dead_letter(
         assert session.scalars(select(DeadLetter.topic)).all() == [topic]
     assert erasures(settings) == []
     assert "Quenbyworth" in stored_text(settings)
+
+
+def _register(settings: Settings, *domains: str) -> None:
+    now = datetime.now(UTC)
+    with session_factory(settings).begin() as session:
+        for domain in domains:
+            session.execute(insert(Shop).values(domain=domain, access_token_encrypted=b"sealed",
+                                                added_at=now))
+
+
+def _shop_redact(shop: str) -> Any:
+    return delivery(to_body({"shop_id": 1, "shop_domain": shop}), topic="shop/redact",
+                    shop=shop)
+
+
+def test_a_list_after_a_shop_redact_is_what_one_by_one_gives(settings: Settings) -> None:
+    # given two registered shops
+    gone, kept = "gone.genmystore.com", "kept.genmystore.com"
+    _register(settings, gone, kept)
+    # when a shop/redact and, after it in the same list, a refund of that shop arrive
+    later = delivery(camel_event("7001"), shop=gone)
+    results = handle(settings, _shop_redact(gone), later)
+    # then, as one by one: the redact applies, the later refund is of an unregistered shop
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.APPLIED, None), (Outcome.DEAD_LETTERED, "unknown_shop")]
+    with session_factory(settings)() as session:
+        assert session.scalar(select(func.count()).select_from(Refund)) == 0
+        # and the later delivery is archived, as every accepted delivery is
+        archived = set(session.scalars(select(RawDeliveryRecord.delivery_id)))
+    assert later.delivery_id in archived
+
+
+def test_a_shop_update_after_its_shop_redact_in_one_list_does_not_fail_the_list(
+    settings: Settings,
+) -> None:
+    gone, kept = "gone.genmystore.com", "kept.genmystore.com"
+    _register(settings, gone, kept)
+    update = delivery(to_body({"shop": {"ianaTimezone": "Asia/Shanghai", "currency": "CNY"}}),
+                      topic="shop/update", shop=gone)
+    other = delivery(camel_event("7001"), shop=kept)
+    results = handle(settings, _shop_redact(gone), update, other)
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.APPLIED, None), (Outcome.DEAD_LETTERED, "unknown_shop"),
+        (Outcome.APPLIED, None)]
+
+
+def test_a_refund_delivery_under_a_compliance_key_is_no_refunds_event(
+    settings: Settings,
+) -> None:
+    request = delivery(redact(ADA), topic="customers/redact", delivery_id="d-1")
+    handle(settings, request)
+    # the same (shop, delivery id) and body again, under a refunds topic
+    again = delivery(request.body, topic="refunds/create", delivery_id="d-1")
+    [result] = handle(settings, again)
+    assert result.outcome is Outcome.DUPLICATE_DELIVERY and result.refund_id is None
+    with session_factory(settings)() as session:
+        assert session.scalar(select(func.count()).select_from(RefundEvent)) == 0
+
+
+def test_a_spool_file_that_cannot_be_rewritten_stays_as_it_was(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a spooled delivery of Ada's, and a disk that refuses the erased copy
+    Spool(settings.spool_dir).put(delivery(camel_event("7005", customer=ADA)))
+    before = {path.name: path.read_bytes() for _, path in Spool(settings.spool_dir).files()}
+    real_open = Path.open
+
+    def full_disk(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if self.name.endswith(".erased"):
+            raise OSError(28, "No space left on device")
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", full_disk)
+    # when the erasure reaches the spool
+    handle(settings, delivery(redact(ADA), topic="customers/redact"))
+    monkeypatch.setattr(Path, "open", real_open)
+    # then the spooled delivery is still there, whole, under its name, to be published
+    after = {path.name: path.read_bytes() for _, path in Spool(settings.spool_dir).files()}
+    assert after == before
+    assert not [p for p in Path(settings.spool_dir).rglob(".*")]
