@@ -158,19 +158,12 @@ def flags_page(*, session: Session, shop: str | None = None, state: str | None =
     """A page of `find`, keyset-paged by id like the dead letters. BadParameter for a limit
     outside 1-500, an unknown state or rule, or a cursor this API did not return."""
     queries.check_limit(limit)
-    rows = find(session=session, shop=shop, state=state, rule=rule,
-                after_id=_after_id(cursor) if cursor else None, limit=limit + 1)
+    after_id = queries.decode_id_cursor(cursor, "flags") if cursor else None
+    rows = find(session=session, shop=shop, state=state, rule=rule, after_id=after_id,
+                limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return FlagPage(rows, queries.encode_cursor("flags", str(rows[-1].id)) if more else None)
-
-
-def _after_id(cursor: str) -> int:
-    kind, flag_id = queries.decode_cursor(cursor)
-    if kind != "flags" or not (flag_id.isascii() and flag_id.isdigit() and len(flag_id) <= 10
-                               and queries.in_id_range(int(flag_id))):
-        raise queries.BadCursor("cursor is not one this API returned")
-    return int(flag_id)
 
 
 def acknowledge(flag_id: int, *, by: str, shop: str | None, session: Session,

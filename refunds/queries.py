@@ -85,7 +85,7 @@ def dead_letters_page(
         raise BadParameter(f"reason must be one of {', '.join(REASONS)}")
     if state is not None and state not in STATES:
         raise BadParameter(f"state must be one of {', '.join(STATES)}")
-    after_id = decode_id_cursor(cursor) if cursor else None
+    after_id = decode_id_cursor(cursor, "dead_letters") if cursor else None
     rows = find(session=session, shop=shop, reason=reason, state=state, after_id=after_id,
                 limit=limit + 1)
     more = len(rows) > limit
@@ -157,9 +157,11 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return first, second
 
 
-def decode_id_cursor(cursor: str) -> int:
-    kind, letter_id = decode_cursor(cursor)
-    digits = letter_id.isascii() and letter_id.isdigit() and len(letter_id) <= 10
-    if kind != "dead_letters" or not digits or not in_id_range(int(letter_id)):
+def decode_id_cursor(cursor: str, kind: str) -> int:
+    """The row id in a cursor of `kind` (`encode_cursor(kind, str(id))`); BadCursor for a
+    cursor of another kind or an id no row could have."""
+    found, row_id = decode_cursor(cursor)
+    digits = row_id.isascii() and row_id.isdigit() and len(row_id) <= 10
+    if found != kind or not digits or not in_id_range(int(row_id)):
         raise BadCursor("cursor is not one this API returned")
-    return int(letter_id)
+    return int(row_id)
