@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from refund_sink.operations import CommandError, shop_argument
-from refunds import queries
+from refunds import flags, queries
 from refunds.db import session_factory
 from refunds.settings import Settings
 from refunds.timeline import timeline
@@ -35,8 +35,10 @@ def refunds_show(args: argparse.Namespace) -> int:
                                f"({', '.join(ambiguous.shops)}); name one with --shop") from None
         if found is None:
             raise CommandError(f"no refund with id {args.id}")
+        key = (found.shop, found.refund_id)
+        open_flags = flags.open_rules([key], session=session).get(key, [])
         shown = TimelineView(
-            refund=RefundView.model_validate(found),
+            refund=RefundView.model_validate(found).model_copy(update={"flags": open_flags}),
             events=[EventView.model_validate(event)
                     for event in timeline(found.shop, found.refund_id, session=session)])
     if args.json:
@@ -54,6 +56,7 @@ def _as_text(shown: TimelineView) -> str:
              f"  price      {refund['refund_price']} {refund['currency'] or ''}".rstrip(),
              f"  created    {refund['created_at']}",
              f"  updated    {refund['updated_at']} ({refund['events_applied']} messages)",
+             f"  flags      {', '.join(refund['flags']) or 'none open'}",
              "",
              f"{'OCCURRED':<26} {'KIND':<12} {'PRICE':>12}  {'EFFECT':<18} {'ORIGIN':<9} "
              f"{'RECEIVED':<26} DELIVERY"]

@@ -7,7 +7,7 @@ import json
 
 from deliveries import apply, delivery
 from flask.testing import FlaskClient
-from payloads import camel_event
+from payloads import camel_event, doc_example_event
 from test_api import token
 from test_cli import clean_env, cli
 
@@ -78,3 +78,16 @@ def test_refunds_show_fails_in_one_line(api_settings: Settings) -> None:
     assert "several shops (a.example, b.example); name one with --shop" in ambiguous.stderr
     assert cli("refunds", "show", "7001", "--shop", "A.example", env=env).returncode == 0
     assert cli("refunds", "show", env=env).returncode == 2
+
+
+def test_refunds_show_json_is_the_apis_object(client: FlaskClient,
+                                              api_settings: Settings) -> None:
+    # given a refund that raises a risk flag (the SPEC's example: 10.00 against a subtotal of 1)
+    apply(api_settings, delivery(doc_example_event(), delivery_id="d-doc"))
+    api = client.get("/refunds/10220473645/events",
+                     headers=token(api_settings, "read_refunds")).get_json()
+    env = clean_env() | {"DATABASE_URL": api_settings.database_url}
+    shown = cli("refunds", "show", "10220473645", "--json", env=env)
+    assert json.loads(shown.stdout) == api and api["refund"]["flags"] == ["over_line_items"]
+    text = cli("refunds", "show", "10220473645", env=env).stdout
+    assert "  flags      over_line_items" in text
