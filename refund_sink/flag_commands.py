@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy.exc
-
-from refund_sink.operations import _duration, shop_argument
+from refund_sink.operations import duration_argument, shop_argument
+from refund_sink.rounds import once_or_every
 from refunds import flags, metrics
-from refunds.db import describe, session_factory
+from refunds.db import session_factory
 from refunds.risk_rules import Rule
 from refunds.settings import Settings
 from schemas.flags import FlagView
@@ -34,7 +31,7 @@ def add_command(commands: Any) -> None:
     listing.set_defaults(handler=flags_list)
     check = flag_commands.add_parser(
         "check", help="raise stuck_in_progress on refunds in progress for too long")
-    check.add_argument("--every", type=_duration, metavar="DURATION",
+    check.add_argument("--every", type=duration_argument, metavar="DURATION",
                        help="check again after each DURATION (such as 15m) until stopped; "
                             "default: once")
     check.set_defaults(handler=flags_check)
@@ -55,21 +52,12 @@ def flags_list(args: argparse.Namespace) -> int:
 
 
 def flags_check(args: argparse.Namespace) -> int:
-    """Once, or every `--every` until stopped; then a round the database fails is reported on
-    stderr, and the next one runs `--every` later."""
+    """Once, or every `--every` until stopped (`refund_sink.rounds`)."""
     settings = Settings.from_env()
     if not settings.risk_rules.stuck_in_progress.enabled:
         print("stuck_in_progress is off (REFUND_SINK_RISK_RULES): nothing to check")
         return 0
-    while True:
-        if args.every is None:
-            check_once(settings)
-            return 0
-        try:
-            check_once(settings)
-        except sqlalchemy.exc.SQLAlchemyError as error:
-            print(f"refund-sink: flags check: database error: {describe(error)}", file=sys.stderr)
-        time.sleep(args.every.total_seconds())
+    return once_or_every(args.every, lambda: check_once(settings), "flags check")
 
 
 def check_once(settings: Settings) -> int:

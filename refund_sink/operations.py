@@ -40,7 +40,7 @@ def _add_token(commands: Any) -> None:
                         help="read_refunds[,write_refunds]")
     create.add_argument("--name")
     create.add_argument("--shop", type=shop_argument, help="the one shop the token may see")
-    create.add_argument("--expires-in", type=_duration, metavar="DURATION",
+    create.add_argument("--expires-in", type=duration_argument, metavar="DURATION",
                         help="lifetime such as 30d, 12h, 45m (default: no expiry)")
     create.set_defaults(handler=token_create)
     listing = token_commands.add_parser("list", help="tokens, never their values")
@@ -65,7 +65,7 @@ def shop_argument(text: str) -> str:
     return shop
 
 
-def _duration(text: str) -> timedelta:
+def duration_argument(text: str) -> timedelta:
     try:
         return tokens.parse_duration(text)
     except ValueError as error:

@@ -32,7 +32,7 @@ from cryptography.fernet import MultiFernet
 
 from genstore_api.client import GenstoreClient
 from genstore_api.reconcile import Finding, Outcome, Report, apply, reconcile
-from refund_sink.operations import CommandError, _duration, shop_argument
+from refund_sink.operations import CommandError, duration_argument, shop_argument
 from refund_sink.shop_commands import keys_of, settings_with_key
 from refunds import logs, reconcile_runs, shops
 from refunds.db import describe, session_factory
@@ -54,7 +54,7 @@ def add_command(commands: Any) -> None:
                         help="window start: an ISO 8601 time (UTC without an offset) or an "
                              "age such as 24h or 7d; default: every order the sink has seen, "
                              "and Genstore's whole order list")
-    window.add_argument("--window", type=_duration, metavar="DURATION",
+    window.add_argument("--window", type=duration_argument, metavar="DURATION",
                         help="window start: DURATION (such as 48h) before each round's start")
     parser.add_argument("--order", action="append", default=[], metavar="ID",
                         help="an order to check as well (repeatable)")
@@ -62,7 +62,7 @@ def add_command(commands: Any) -> None:
                         help="queue each missing or differing refund as a pulled delivery")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object on stdout (with --all-shops, an array a round)")
-    parser.add_argument("--every", type=_duration, metavar="DURATION",
+    parser.add_argument("--every", type=duration_argument, metavar="DURATION",
                         help="another round after each DURATION (such as 15m) until SIGTERM "
                              "or SIGINT; default: one round")
     parser.set_defaults(handler=reconcile_command)
@@ -72,7 +72,7 @@ def _since(text: str) -> datetime:
     try:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        return datetime.now(UTC) - _duration(text)
+        return datetime.now(UTC) - duration_argument(text)
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 

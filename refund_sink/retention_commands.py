@@ -6,16 +6,13 @@ nothing and says so."""
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy.exc
-
-from refund_sink.operations import _duration
+from refund_sink.operations import duration_argument
+from refund_sink.rounds import once_or_every
 from refunds import retention
-from refunds.db import describe, session_factory
+from refunds.db import session_factory
 from refunds.settings import Settings
 
 
@@ -24,29 +21,19 @@ def add_command(commands: Any) -> None:
     actions = group.add_subparsers(dest="retention_command", required=True)
     apply = actions.add_parser(
         "apply", help="drop raw bodies of applied deliveries past REFUND_SINK_RAW_RETENTION_DAYS")
-    apply.add_argument("--every", type=_duration, metavar="DURATION",
+    apply.add_argument("--every", type=duration_argument, metavar="DURATION",
                        help="apply again after each DURATION (such as 1d) until stopped; "
                             "default: once")
     apply.set_defaults(handler=retention_apply)
 
 
 def retention_apply(args: argparse.Namespace) -> int:
-    """Once, or every `--every` until stopped; then a round the database fails is reported on
-    stderr, and the next one runs `--every` later."""
+    """Once, or every `--every` until stopped (`refund_sink.rounds`)."""
     settings = Settings.from_env()
     if not settings.raw_retention_days:
         print("REFUND_SINK_RAW_RETENTION_DAYS is not set: raw bodies are kept")
         return 0
-    while True:
-        if args.every is None:
-            apply_once(settings)
-            return 0
-        try:
-            apply_once(settings)
-        except sqlalchemy.exc.SQLAlchemyError as error:
-            print(f"refund-sink: retention apply: database error: {describe(error)}",
-                  file=sys.stderr)
-        time.sleep(args.every.total_seconds())
+    return once_or_every(args.every, lambda: apply_once(settings), "retention apply")
 
 
 def apply_once(settings: Settings) -> retention.Dropped:
