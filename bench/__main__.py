@@ -38,6 +38,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="celery prefetch multiplier (default: the batch size)")
     parser.add_argument("--batch-size", type=int, default=Settings.batch_size,
                         help="REFUND_SINK_BATCH_SIZE for the workers (default: the product's)")
+    parser.add_argument("--log-level", default=Config.log_level,
+                        help="REFUND_SINK_LOG_LEVEL of every process (default: the shipped INFO)")
     parser.add_argument("--s2-rate", type=float, help="default: half of S1's ingest rate")
     parser.add_argument("--s5-rate", type=float, help="default: 60%% of S3's apply rate")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     ingest_threads=args.ingest_threads,
                     ingest_keepalive=args.ingest_keepalive, worker_concurrency=args.concurrency,
                     worker_pool=args.pool, prefetch=args.prefetch or args.batch_size,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, log_level=args.log_level.upper())
     sizes = scenarios.Sizes(args.scale)
     results: dict[str, Any] = {}
     with Stack(config) as stack:
@@ -97,7 +99,7 @@ def render(results: dict[str, Any]) -> str:
         f"config: gunicorn {c['ingest_workers']} x {c['ingest_class']}"
         f" (threads {c['ingest_threads']}, keep-alive {c['ingest_keepalive']} s);"
         f" celery {c['worker_pool']} x {c['worker_concurrency']}, prefetch {c['prefetch']},"
-        f" batch size {c['batch_size']}; log level WARNING;"
+        f" batch size {c['batch_size']}; log level {c['log_level']};"
         f" scale {c['scale']}, {c['runs']} runs (median)",
         "load: " + ("wrk (C, 1 thread, 32 connections, cycling 2000 pre-signed requests)"
                     if load.have_wrk() else "python generator") +

@@ -41,6 +41,7 @@ class Config:
     worker_pool: str = "prefork"
     prefetch: int = Settings.batch_size
     batch_size: int = Settings.batch_size
+    log_level: str = "INFO"  # the shipped default (refunds.logs)
     admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -94,7 +95,7 @@ class Stack:
             "REFUND_SINK_QUEUE": self.queue,
             "REFUND_SINK_REDIS_KEY_PREFIX": "",
             "REFUND_SINK_SPOOL_DIR": str(self.tmp / "spool"),
-            "REFUND_SINK_LOG_LEVEL": "WARNING",  # logging is not what is measured
+            "REFUND_SINK_LOG_LEVEL": self.config.log_level,
             "REFUND_SINK_METRICS_PORT": "0",
             "REFUND_SINK_HEARTBEAT_DIR": str(self.tmp / "heartbeats"),
             "PROMETHEUS_MULTIPROC_DIR": str(metrics),
@@ -123,7 +124,7 @@ class Stack:
         cfg = self.config
         command = [sys.executable, "-m", "celery", "-A", "worker", "worker",
                    "--without-gossip", "--without-mingle", "--events",
-                   "--loglevel", "WARNING", "--concurrency", str(cfg.worker_concurrency),
+                   "--loglevel", cfg.log_level, "--concurrency", str(cfg.worker_concurrency),
                    "--pool", cfg.worker_pool, "--prefetch-multiplier", str(cfg.prefetch),
                    "--queues", self.queue, "--hostname", f"bench-{secrets.token_hex(3)}@%h"]
         log = open(self.tmp / "worker.log", "ab")  # noqa: SIM115
