@@ -4,11 +4,12 @@ assertions: each scenario must produce its figures and every delivery must be ap
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
 from bench import __main__ as bench_main
-from bench import report, scenarios
+from bench import costs, report, scenarios
 from bench.stack import Config, Stack
 
 pytestmark = pytest.mark.timeout(600)
@@ -27,7 +28,7 @@ def test_every_scenario_produces_its_figures_and_applies_every_delivery() -> Non
     # batches of 4: S3's 20 messages take several commits per process, as 2,000 do at 100
     with Stack(Config(batch_size=4, prefetch=4)) as stack:
         # when each scenario runs once
-        results = {
+        results: dict[str, Any] = {
             "machine": report.machine(),
             "versions": report.versions(stack.redis_url, stack.database_url),
             "config": {**vars(stack.config), "scale": sizes.scale, "runs": 1},
@@ -52,3 +53,22 @@ def test_every_scenario_produces_its_figures_and_applies_every_delivery() -> Non
     table = bench_main.render(results)
     for name in ("S1", "S2", "S3", "S4", "S5"):
         assert f"| {name} " in table
+
+
+def test_the_costs_by_role_are_measured_for_every_role() -> None:
+    # given a private stack, batches of 4 and 20 deliveries
+    with Stack(Config(batch_size=4, prefetch=4)) as stack:
+        # when the costs are measured
+        figures = costs.measure(stack, 20)
+    # then every delivery went through, and each role's figures are there
+    ingest, apply, store = figures["ingest"], figures["apply"], figures["storage"]
+    assert ingest["accepted"] == ingest["queued"] == 20 and ingest["errors"] == 0
+    assert apply["applied"] == 20 and apply["dead_letters"] == 0
+    assert ingest["cpu_ms"]["ingest worker processes"] > 0
+    assert apply["cpu_ms"]["worker main"] > 0 and apply["cpu_ms"]["worker pool"] > 0
+    assert ingest["redis_calls"] and apply["redis_calls"] and ingest["redis_bytes_per_queued"] > 0
+    assert apply["postgres"]["xact_commit"] > 0 and apply["wal_bytes"] > 0
+    assert apply["postgres"]["raw_deliveries inserted"] == 1.0
+    assert store["tables"]["raw_deliveries"]["rows"] == 20 and store["bytes_per_delivery"] > 0
+    assert figures["statements"]["1"] > figures["statements"]["4"] > 0
+    assert "| apply | worker pool |" in "\n".join(costs.render(figures))
