@@ -1,29 +1,79 @@
-"""Putting a raw delivery on the queue; used by the ingest, the spool and dead-letter requeues.
-The ledger entry travels with it (`broker.transport`)."""
+"""Putting a raw delivery on the queue; used by the ingest, the spool, dead-letter requeues and
+the reconcile. The ledger entry travels with it (`broker.transport.put_recorded`).
+
+The message is the one `app.send_task` would build (`broker.envelope`), written by the
+transport's own script through a Redis client of a kombu channel of the app's, opened once
+per app and kept: the same connection settings, key prefix, Sentinel master discovery and
+replica confirmation as a publish through Celery, without Celery's and kombu's per-publish
+work."""
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 from celery import Celery
 
-from broker.app import TASK_NAME
-from broker.wire import to_wire
+from broker.envelope import Envelope, Prepared, display
+from broker.transport import Recorder, recorder
 from refunds.delivery import RawDelivery
+
+__all__ = ["Publisher", "display", "publish", "publisher"]
 
 
 def publish(app: Celery, delivery: RawDelivery) -> str:
     """Fail fast (no publish retries): the caller spools the delivery or answers 503. Returns
-    the task message id."""
-    result = app.send_task(TASK_NAME, args=[to_wire(delivery)], retry=False,
-                           **display(delivery))
-    return str(result.id)
+    the task message id. Raises what the connection raises (redis-py's or kombu's errors), or
+    `broker.transport.NotReplicated`."""
+    return publisher(app).publish(delivery)
 
 
-def display(delivery: RawDelivery) -> dict[str, str]:
-    """How the task shows in worker logs, task events and Flower: ids, topic and shop only,
-    never the body (it holds customer contact details)."""
-    return {
-        "shadow": f"{TASK_NAME}[{delivery.topic or 'no-topic'} {delivery.shop}]",
-        "argsrepr": f"(delivery_id={delivery.delivery_id!r}, topic={delivery.topic!r}, "
-        f"shop={delivery.shop!r}, body_bytes={len(delivery.body)})",
-        "kwargsrepr": "{}",
-    }
+_publishers: weakref.WeakKeyDictionary[Celery, Publisher] = weakref.WeakKeyDictionary()
+_publishers_lock = threading.Lock()
+
+
+def publisher(app: Celery) -> Publisher:
+    """The app's publisher, made on first use."""
+    with _publishers_lock:
+        found = _publishers.get(app)
+        if found is None:
+            found = _publishers[app] = Publisher(app)
+        return found
+
+
+class Publisher:
+    """Prepared task messages onto the app's queue. Thread-safe: the Redis client draws a
+    connection from its pool per round trip."""
+
+    def __init__(self, app: Celery):
+        self.app = app
+        self.envelope = Envelope(app)
+        self._lock = threading.Lock()
+        self._recorder: Recorder | None = None
+
+    def publish(self, delivery: RawDelivery) -> str:
+        prepared = self.envelope.prepare(delivery)
+        self.put([prepared])
+        return prepared.message_id
+
+    def put(self, prepared: list[Prepared]) -> None:
+        """The messages queued with their ledger entries in one round trip; raises as
+        `publish` does, and then none of them counts as queued."""
+        self._connect().put([(message.message_id, message.payload) for message in prepared])
+
+    def _connect(self) -> Recorder:
+        """The app's channel, opened on first use (or after a failed first use: Redis down
+        then raises here, within the app's broker connection timeout). Not opened under the
+        lock: threads that all find Redis down each wait out the timeout at once, not one
+        after the other."""
+        found = self._recorder
+        if found is not None:
+            return found
+        opened = recorder(self.app, self.envelope.queue)
+        with self._lock:
+            if self._recorder is None:
+                self._recorder = opened
+                return opened
+            kept = self._recorder
+        opened.close()  # another thread's came first
+        return kept

@@ -5,7 +5,10 @@ Every message of the sink's task (from the ingest, the spool, a dead-letter requ
 worker's retry) goes into the ledger (`broker.ledger`) in the same script as its `LPUSH`:
 one round trip for the ingest's acknowledgement, and never a queued message without its
 entry. A retry replaces its entry with the new message (same id, next attempt).
-Everything else kombu sends (control replies, events) passes through untouched.
+Everything else kombu sends (control replies, events) passes through untouched. The sink's
+own publishes (`broker.publish`) skip Celery's and kombu's message building and write their
+prepared message (`broker.envelope`) through a `Recorder`: a client of one of the app's
+channels, kept, and the same script (`put_recorded`, the one writer both use).
 
 With Sentinel, Redis replicates asynchronously: a message the master took but no replica
 holds is gone after a failover, though the ingest answered 202 for it. So the same round trip
@@ -16,16 +19,19 @@ the dedupe absorbs.
 
 kombu's internals used here, the reason kombu is pinned below 6 and tested with a prefix
 (`tests/integration/test_ledger.py`, `test_two_sinks.py`, `test_sentinel.py`): `_put`,
-`_q_for_pri`, `_get_message_priority`, `conn_or_acquire`, `_expires`, `global_keyprefix`,
+`_q_for_pri`, `_get_message_priority`, `conn_or_acquire` (the `Recorder` keeps the client it
+yields), `_expires`, `global_keyprefix`,
 the transport options on `connection.client`, and that kombu's key-prefixing client leaves
 `EVAL` alone."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
+from celery import Celery
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
@@ -57,23 +63,79 @@ class Channel(kombu_redis.Channel):
             super()._put(queue, message, **kwargs)
             return
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-        # kombu's client prefixes the keys of the commands it knows (REFUND_SINK_REDIS_KEY_PREFIX),
-        # not EVAL's: the script gets them prefixed here
-        prefix = self.global_keyprefix
-        names = [prefix + keys.owned(queue, keys.LEDGER),
-                 prefix + keys.owned(queue, keys.RECORDED_AT), prefix + key]
-        payload = dumps(message)
-        # from REDIS_URL (`broker.redis_client.sentinel_options`)
-        replicas = int(self.connection.client.transport_options.get("confirm_replicas", 0))
         with self.conn_or_acquire() as client:
-            pipe = client.pipeline(transaction=False)
-            pipe.eval(PUT, len(names), *names, message_id, payload, time.time())
-            if replicas:
-                pipe.wait(replicas, CONFIRM_TIMEOUT_MS)
-            confirmed = pipe.execute()[1:]
-        if confirmed and confirmed[0] < replicas:
-            raise NotReplicated(f"{confirmed[0]} of {replicas} replicas confirmed message "
-                                f"{message_id} within {CONFIRM_TIMEOUT_MS} ms")
+            put_recorded(client, ledger_names(self.global_keyprefix, queue, key),
+                         [(message_id, dumps(message))], self.confirm_replicas())
+
+    def confirm_replicas(self) -> int:
+        """How many replicas must confirm a published message: from REDIS_URL
+        (`broker.redis_client.sentinel_options`), 0 for a lone server."""
+        return int(self.connection.client.transport_options.get("confirm_replicas", 0))
+
+
+@dataclass(frozen=True)
+class Recorder:
+    """A kept Redis client of one of an app's channels, for the prepared publish
+    (`broker.publish`): the same pool, prefix, Sentinel master and replicas as `_put`, without
+    kombu making a client per message. Thread-safe (a pool connection per round trip)."""
+
+    connection: Any  # kombu's connection, held open: the pool belongs to its channel
+    client: redis.Redis
+    names: list[str]
+    replicas: int
+
+    def put(self, messages: list[tuple[str, str]]) -> None:
+        put_recorded(self.client, self.names, messages, self.replicas)
+
+    def close(self) -> None:
+        self.connection.release()
+
+
+def recorder(app: Celery, queue: str) -> Recorder:
+    """Open a channel of the app's transport and keep a client of it for `queue` (priority
+    0). Raises kombu's or redis-py's errors within the app's broker connection timeout."""
+    connection = app.connection_for_write()
+    try:
+        channel = connection.default_channel
+        if not isinstance(channel, Channel):
+            raise TypeError(f"the app's transport is not the sink's: {type(channel)!r}")
+        # a client of the channel's pool, as `_put` gets one, but kept
+        with channel.conn_or_acquire() as client:
+            pass
+        names = ledger_names(channel.global_keyprefix, queue, channel._q_for_pri(queue, 0))
+        return Recorder(connection, client, names, channel.confirm_replicas())
+    except BaseException:
+        connection.release()
+        raise
+
+
+def ledger_names(prefix: str, queue: str, queue_key: str) -> list[str]:
+    """The script's keys: the queue's ledger, its recorded-at set, and the queue's list
+    (`queue_key`, as kombu names it for the message's priority). kombu's client prefixes the
+    keys of the commands it knows (REFUND_SINK_REDIS_KEY_PREFIX), not EVAL's: `prefix` is
+    added here."""
+    return [prefix + keys.owned(queue, keys.LEDGER), prefix + keys.owned(queue, keys.RECORDED_AT),
+            prefix + queue_key]
+
+
+def put_recorded(client: redis.Redis, names: list[str], messages: list[tuple[str, str]],
+                 replicas: int) -> None:
+    """Queue each (message id, message as JSON text) with its ledger entry, all in one round
+    trip, then wait for `replicas` replicas to confirm them (none: no wait). The one writer
+    of the sink's task messages: `Channel._put` above and the prepared publish
+    (`broker.publish`). Raises redis-py's errors, or NotReplicated: then every message may or
+    may not be on the master, and the caller treats all of them as not taken."""
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    for message_id, payload in messages:
+        pipe.eval(PUT, len(names), *names, message_id, payload, now)
+    if replicas:
+        pipe.wait(replicas, CONFIRM_TIMEOUT_MS)
+    confirmed = pipe.execute()[len(messages):]
+    if confirmed and confirmed[0] < replicas:
+        ids = ", ".join(message_id for message_id, _ in messages)
+        raise NotReplicated(f"{confirmed[0]} of {replicas} replicas confirmed message(s) "
+                            f"{ids} within {CONFIRM_TIMEOUT_MS} ms")
 
 
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):

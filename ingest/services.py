@@ -11,7 +11,7 @@ from celery import Celery
 from flask import current_app
 
 from broker.ledger import Ledger
-from broker.publish import publish
+from broker.publish import Publisher, publisher
 from broker.redis_client import redis_client
 from broker.spool import Drainer, Spool
 from refunds.db import SessionFactory, session_factory
@@ -27,6 +27,7 @@ BROKER_BACKOFF_SECONDS = 2.0
 class Services:
     settings: Settings
     celery: Celery
+    publisher: Publisher = field(init=False)
     ledger: Ledger = field(init=False)
     redis: redis.Redis = field(init=False)  # /readyz and /metrics: answers within a second
     spool: Spool = field(init=False)
@@ -34,6 +35,7 @@ class Services:
     broker_down_until: float = 0.0
 
     def __post_init__(self) -> None:
+        self.publisher = publisher(self.celery)  # connects on first publish
         self.ledger = Ledger(self.settings)  # read by /metrics
         self.redis = redis_client(self.settings, timeout=1, connect_timeout=1)
         self.spool = Spool(self.settings.spool_dir)
@@ -47,7 +49,7 @@ class Services:
         return session_factory(self.settings)
 
     def publish(self, delivery: RawDelivery) -> None:
-        publish(self.celery, delivery)
+        self.publisher.publish(delivery)
         self.broker_down_until = 0.0
 
     def accept(self, delivery: RawDelivery) -> str:
