@@ -45,6 +45,14 @@ def used_memory(stack: Stack) -> int:
     return int(stack.redis().info("memory")["used_memory"])
 
 
+def wait_queued(stack: Stack, accepted: int, timeout: float = 30.0) -> None:
+    """A delivery the ingest spooled (its publish failed) reaches the queue when the ingest
+    sends its spool, seconds later: wait for it, so that the apply phase gets them all."""
+    deadline = time.monotonic() + timeout
+    while stack.queue_depth() < accepted and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 # -- phases -----------------------------------------------------------------------------------
 def ingest_phase(stack: Stack, n: int) -> Figures:
     """N signed deliveries posted through gunicorn by the Python generator, workers paused."""
@@ -53,15 +61,17 @@ def ingest_phase(stack: Stack, n: int) -> Figures:
     http, address = stack.start_http()
     calls, memory, cpu = redis_calls(stack), used_memory(stack), processes()
     posted = load.run_python(address, requests, processes=2, connections=16)
+    wait_queued(stack, posted.accepted)
     calls_after, memory_after, cpu_after = redis_calls(stack), used_memory(stack), processes()
     stack.stop(http)
+    queued = stack.queue_depth()
     roles = {"ingest worker processes": children(cpu_after, http.pid),
              "ingest master": [http.pid], "redis-server": [stack.redis_proc.pid]}
     return {
-        "accepted": posted.accepted, "errors": posted.errors, "queued": stack.queue_depth(),
+        "accepted": posted.accepted, "errors": posted.errors, "queued": queued,
         "cpu_ms": {role: cpu_ms(cpu, cpu_after, pids, n) for role, pids in roles.items()},
         "redis_calls": per_delivery(calls, calls_after, n),
-        "redis_bytes_per_queued": (memory_after - memory) / n,
+        "redis_bytes_per_queued": (memory_after - memory) / max(1, queued),
     }
 
 
@@ -127,7 +137,8 @@ def measure(stack: Stack, n: int) -> Figures:
     try:
         pause_when_ready(worker, stack.config.worker_concurrency)
         empty = used_memory(stack)
-        figures = {"ingest": ingest_phase(stack, n), "apply": apply_phase(stack, n, worker)}
+        figures = {"ingest": ingest_phase(stack, n)}
+        figures["apply"] = apply_phase(stack, figures["ingest"]["queued"], worker)
     finally:
         if worker.poll() is None:
             os.kill(worker.pid, signal.SIGCONT)
@@ -136,7 +147,7 @@ def measure(stack: Stack, n: int) -> Figures:
     figures["storage"] = storage(stack, n)
     batch = stack.config.batch_size
     figures["statements"] = {str(size): statements_per_delivery(stack, size)
-                             for size in sorted({1, batch})}
+                             for size in sorted({1, 10, batch})}
     return figures
 
 
@@ -154,7 +165,7 @@ def render(figures: Figures) -> list[str]:
     lines += [f"| {name} | {value:.3f} |" for name, value in apply["postgres"].items()]
     lines += [f"| WAL bytes | {apply['wal_bytes']:.0f} |"]
     lines += [f"| SQL statements, list of {size} (in-process count) | {value:.2f} |"
-              for size, value in figures["statements"].items()]
+              for size, value in sorted(figures["statements"].items(), key=lambda kv: int(kv[0]))]
     lines += ["", "| table | rows | bytes per row | of which indexes |",
               "| --- | ---: | ---: | ---: |"]
     lines += [f"| {name} | {t['rows']} | {t['bytes_per_row']:.0f}"
