@@ -123,7 +123,7 @@ class Stack:
     def start_workers(self) -> subprocess.Popen[bytes]:
         cfg = self.config
         command = [sys.executable, "-m", "celery", "-A", "worker", "worker",
-                   "--without-gossip", "--without-mingle", "--events",
+                   "--without-gossip", "--without-mingle",
                    "--loglevel", cfg.log_level, "--concurrency", str(cfg.worker_concurrency),
                    "--pool", cfg.worker_pool, "--prefetch-multiplier", str(cfg.prefetch),
                    "--queues", self.queue, "--hostname", f"bench-{secrets.token_hex(3)}@%h"]

@@ -21,9 +21,10 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("refund_sink", broker=redis_client.broker_url(settings), set_as_current=False)
     app.conf.update(
         # kombu's Redis transport (or its Sentinel one), writing the ledger entry with each
-        # publish
-        broker_transport="broker.transport:SentinelTransport" if settings.redis_sentinel
-        else "broker.transport:Transport",
+        # publish (broker.transport) and fetching and acknowledging many messages per round
+        # trip (broker.consume)
+        broker_transport="broker.consume:SentinelTransport" if settings.redis_sentinel
+        else "broker.consume:Transport",
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
@@ -52,7 +53,10 @@ def make_celery(settings: Settings) -> Celery:
         # On a lost broker connection, stop running tasks: their acks could not reach Redis
         # anyway, the messages come back, and the dedupe makes the rerun harmless.
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        worker_send_task_events=True,
+        # Task events (two per message) only while someone watches: Flower turns them on in
+        # every worker by broadcast when it starts, and again every few seconds for workers
+        # started after it. Worker heartbeats are sent either way.
+        worker_send_task_events=False,
         worker_hijack_root_logger=False,
     )
     return app

@@ -33,7 +33,6 @@ def with_metrics_dir(env: dict[str, str]) -> dict[str, str]:
 def worker_command(settings: Settings, concurrency: int) -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "worker", "worker",
-        "--events",
         # No broadcast chatter between workers: not needed here, and implicated in workers
         # that stopped consuming after a broker reconnect.
         "--without-gossip", "--without-mingle",

@@ -76,11 +76,11 @@ def test_kombu_gets_one_url_per_sentinel_and_the_master_as_a_transport_option() 
     # then
     assert broker_url(settings) == ("sentinel://sink:p%40ss@s1:26379/3;"
                                     "sentinel://[::1]:26380/3")
-    assert app.conf.broker_transport == "broker.transport:SentinelTransport"
+    assert app.conf.broker_transport == "broker.consume:SentinelTransport"
     options = transport_options(settings)
     assert options["master_name"] == "mymaster" and options["confirm_replicas"] == 1
     assert transport_options(Settings())["confirm_replicas"] == 0
-    assert make_celery(Settings()).conf.broker_transport == "broker.transport:Transport"
+    assert make_celery(Settings()).conf.broker_transport == "broker.consume:Transport"
 
 
 def test_the_client_asks_the_sentinels_for_the_master_without_connecting() -> None:
