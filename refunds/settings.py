@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ class Settings:
     metrics_port: int = 9191
     batch_size: int = 100
     batch_wait_ms: int = 50
+    # the level of a worker's line per applied or duplicate delivery; each list it applies
+    # gets a summary line at INFO, and dead letters, conflicts and retries their own warnings
+    delivery_log_level: int = logging.DEBUG
     # the console (desk.console): its session's signing key (None: derived from the webhook
     # secrets), lifetime, and whether its cookie is Secure on plain http too (behind TLS)
     desk_secret: str | None = field(default=None, repr=False)
@@ -85,6 +89,7 @@ class Settings:
             metrics_port=_int(env, "REFUND_SINK_METRICS_PORT", 9191, minimum=0),
             batch_size=_int(env, "REFUND_SINK_BATCH_SIZE", 100, minimum=1),
             batch_wait_ms=_int(env, "REFUND_SINK_BATCH_WAIT_MS", 50, minimum=1),
+            delivery_log_level=_log_level(env, "REFUND_SINK_DELIVERY_LOG_LEVEL", "DEBUG"),
             desk_secret=env.get("REFUND_SINK_DESK_SECRET") or None,
             desk_session_minutes=_int(env, "REFUND_SINK_DESK_SESSION_MINUTES", 480, minimum=1),
             desk_secure_cookie=_flag(env, "REFUND_SINK_DESK_SECURE_COOKIE"),
@@ -160,6 +165,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _log_level(env: Mapping[str, str], name: str, default: str) -> int:
+    raw = (env.get(name) or default).strip().upper()
+    level = logging.getLevelName(raw)
+    if not isinstance(level, int):
+        raise ConfigError(f"{name} is not a log level: {raw!r}")
+    return level
 
 
 def _risk_rules(path: str | None) -> RiskRules:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -47,6 +48,7 @@ class DeliveryHandler:
         batch = len(deliveries) if len(deliveries) > 1 else None
         for delivery, result in zip(deliveries, results, strict=True):
             self._report(delivery, result, seconds, batch=batch)
+        _summarize(deliveries, results, seconds)
         return results
 
     def _erase_spooled(self, erasure: SpoolErasure) -> None:
@@ -62,10 +64,16 @@ class DeliveryHandler:
 
     def _report(self, delivery: RawDelivery, result: Result, seconds: float,
                 batch: int | None = None) -> None:
+        """Metrics for every delivery; its own line at REFUND_SINK_DELIVERY_LOG_LEVEL, or as
+        a warning when it became a dead letter (a conflict included)."""
         metrics.record(result, seconds)
         conflict = result.reason == dead_letters.CONFLICT
+        dead = result.outcome is Outcome.DEAD_LETTERED
+        level = logging.WARNING if dead else self.settings.delivery_log_level
+        if not log.isEnabledFor(level):
+            return
         name = "delivery conflict" if conflict else _EVENTS[result.outcome]
-        event(log, name, delivery_id=delivery.delivery_id,
+        event(log, name, level, delivery_id=delivery.delivery_id,
               shop=delivery.shop, refund_id=result.refund_id, reason=result.reason,
               stale=result.stale or None, flags=",".join(result.flags) or None,
               duration_ms=round(seconds * 1000, 2), batch=batch)
@@ -140,6 +148,22 @@ _EVENTS = {
     Outcome.DUPLICATE_MESSAGE: "delivery duplicate",
     Outcome.DEAD_LETTERED: "delivery dead-lettered",
 }
+
+
+def _summarize(deliveries: Sequence[RawDelivery], results: Sequence[Result],
+               seconds: float) -> None:
+    """One INFO line per committed list: what it did, counted by outcome. A list of one names
+    its delivery, so the one-message form still logs each delivery at INFO."""
+    counts = Counter(result.outcome for result in results)
+    alone = deliveries[0] if len(deliveries) == 1 else None
+    event(log, "deliveries applied", deliveries=len(deliveries),
+          applied=counts[Outcome.APPLIED],
+          duplicates=counts[Outcome.DUPLICATE_DELIVERY] + counts[Outcome.DUPLICATE_MESSAGE],
+          dead_lettered=counts[Outcome.DEAD_LETTERED],
+          flags=sum(len(result.flags) for result in results) or None,
+          delivery_id=alone and alone.delivery_id, shop=alone and alone.shop,
+          refund_id=results[0].refund_id if alone else None,
+          duration_ms=round(seconds * 1000, 2))
 
 
 def dead_letter_reason(error: Exception) -> str:
