@@ -225,6 +225,16 @@ def test_worker_command_refuses_an_unreachable_broker() -> None:
     assert result.stderr.startswith("refund-sink: error: broker unreachable")
 
 
+def test_worker_command_reads_a_sentinel_url() -> None:
+    # before cf39095 it asked redis-py for a plain client: "Redis URL must specify one of the
+    # following schemes", whatever the Sentinel group's state
+    env = clean_env() | {"REDIS_URL": "sentinel://127.0.0.1:1/mymaster"}
+    result = cli("worker", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("refund-sink: error: broker unreachable"), result.stderr
+    assert "scheme" not in result.stderr
+
+
 def test_spool_list_and_retry(redis_url: str, key_prefix: str, tmp_path: Path) -> None:
     from queued_messages import queued
 
