@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -163,3 +164,28 @@ def test_a_publish_while_redis_is_down_raises_and_a_later_one_goes_through(
     fake_server.connected = True
     publish(app, raw)
     assert fake_client.llen(settings.redis_key_prefix + settings.queue) == 2
+
+
+def test_publishes_from_many_threads_each_queue_one_message_with_its_entry(
+    settings: Settings, fake_client: redis.Redis
+) -> None:
+    # given one app's publisher used by many request threads at once (gthread)
+    app = make_celery(settings)
+    raws = [delivery(camel_event(refund_id=str(n)), delivery_id=f"d-{n}") for n in range(40)]
+    ids: dict[str, str] = {}
+
+    def send(raw: RawDelivery) -> None:
+        ids[raw.delivery_id] = publish(app, raw)
+
+    threads = [threading.Thread(target=send, args=(raw,)) for raw in raws]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    # then every delivery is queued once, under the id its publish returned, with its entry
+    queue = settings.redis_key_prefix + settings.queue
+    queued = {json.loads(message)["headers"]["id"]: delivery_of(message)
+              for message in fake_client.lrange(queue, 0, -1)}
+    assert len(queued) == 40
+    assert {ids[raw.delivery_id]: raw for raw in raws} == queued
+    assert Ledger(settings).size() == 40
