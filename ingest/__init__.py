@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     import desk
     from broker.app import make_celery
     from desk import console
-    from ingest import errors, gunicorn_errors, health, metrics_api, webhooks
+    from ingest import errors, gunicorn_errors, health, metrics_api, sessionless, webhooks
     from ingest.services import Services
     from ingest.signatures import check_standard_secret
     from refunds import logs
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (webhooks.bp, *desk.BLUEPRINTS, health.bp, metrics_api.bp):
         app.register_blueprint(blueprint)
     console.install(app, settings)  # the console's session key and CSRF tokens
+    sessionless.install(app)  # ... but none opened for the webhook
     errors.install(app)
     gunicorn_errors.install()
     return app

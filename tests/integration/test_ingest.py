@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import OLD_SECRET, SECRET, STANDARD_SECRET, make_settings
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 from payloads import doc_example_event, to_body
 from queued_messages import envelopes, ledger_entries, queued
@@ -166,3 +166,25 @@ def test_ingest_refuses_to_start_without_a_secret(redis_url: str) -> None:
                              standard_webhook_secret=None)
     with pytest.raises(ConfigError, match="GENSTORE_WEBHOOK_SECRET"):
         create_app(settings)
+
+
+def test_the_webhook_opens_no_console_session_and_the_console_keeps_its_own(
+    client: FlaskClient,
+) -> None:
+    # given a client holding the console's session cookie from a console page
+    page = client.get("/desk/login")
+    assert page.status_code == 200
+    assert client.get_cookie("session") is not None
+    # when it posts a delivery
+    response = post(client, BODY, genstore_headers(BODY, SECRET))
+    # then the delivery is accepted and the answer neither sets nor clears a session cookie
+    assert response.status_code == 202
+    assert "Set-Cookie" not in response.headers
+    assert client.get_cookie("session") is not None
+    # because the webhook's session is Flask's null session, the console's a real one
+    app = client.application
+    interface = app.session_interface
+    with app.test_request_context("/webhooks/genstore", method="POST"):
+        assert interface.is_null_session(interface.open_session(app, request))
+    with app.test_request_context("/desk/login"):
+        assert not interface.is_null_session(interface.open_session(app, request))
