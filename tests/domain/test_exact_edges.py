@@ -151,8 +151,9 @@ def test_a_conflict_is_counted_and_logged(
         [result] = handler.handle([delivery(camel_event(price="2.00"), delivery_id="c")])
     assert result.reason == "delivery_conflict"
     assert metrics.DEAD_LETTERED.labels("delivery_conflict")._value.get() == before + 1
-    assert [r.getMessage().split(" delivery_id")[0] for r in caplog.records] == [
-        "delivery conflict"]
+    assert [(r.levelno, r.getMessage().split(" delivery_id")[0]) for r in caplog.records] == [
+        (logging.WARNING, "delivery conflict"),
+        (logging.INFO, "deliveries applied deliveries=1 applied=0 duplicates=0 dead_lettered=1")]
 
 
 def test_a_failed_body_stays_dead_when_another_body_under_its_id_applies(
