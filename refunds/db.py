@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from refunds import unnest
+from refunds import json_insert
 from refunds.models import Base
 from refunds.settings import Settings
 
@@ -149,7 +149,7 @@ def insert_ignore_many(
     returning: tuple[str, ...] = (),
 ) -> Sequence[Row[Any]]:
     """`insert_ignore` for many rows (all with the same keys) in one round trip: on PostgreSQL
-    one short statement over arrays (`refunds.unnest`), elsewhere SQLAlchemy's
+    one short statement over arrays (`refunds.json_insert`), elsewhere SQLAlchemy's
     "insertmanyvalues"; the `returning` columns of the rows that were inserted, in no promised
     order. Rows are inserted in the given order, which is the order their key locks are
     taken."""
@@ -157,7 +157,7 @@ def insert_ignore_many(
         return []
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return unnest.insert_rows(session, table_of(model), rows, tuple(conflict), returning)
+        return json_insert.insert_rows(session, table_of(model), rows, tuple(conflict), returning)
     statement = _insert_ignore(dialect, table_of(model), tuple(conflict), returning)
     result = session.execute(statement, [dict(row) for row in rows])
     return result.all() if returning else []

@@ -1,5 +1,5 @@
 """`refunds.db.insert_ignore_many` on both databases (on PostgreSQL through one JSON parameter,
-`refunds.unnest`): values come back as they went in (money keeps its scale, times their
+`refunds.json_insert`): values come back as they went in (money keeps its scale, times their
 instant, bytes and nested JSON whole), rows go in in the given order, and a key already
 there or twice in the list is inserted once and returned once."""
 
