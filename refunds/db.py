@@ -149,7 +149,7 @@ def insert_ignore_many(
     returning: tuple[str, ...] = (),
 ) -> Sequence[Row[Any]]:
     """`insert_ignore` for many rows (all with the same keys) in one round trip: on PostgreSQL
-    one short statement over arrays (`refunds.json_insert`), elsewhere SQLAlchemy's
+    one short statement with the rows as JSON (`refunds.json_insert`), elsewhere SQLAlchemy's
     "insertmanyvalues"; the `returning` columns of the rows that were inserted, in no promised
     order. Rows are inserted in the given order, which is the order their key locks are
     taken."""
