@@ -17,6 +17,7 @@ from sqlalchemy import (
     and_,
     create_engine,
     event,
+    insert,
     or_,
     text,
 )
@@ -161,6 +162,17 @@ def insert_ignore_many(
     statement = _insert_ignore(dialect, table_of(model), tuple(conflict), returning)
     result = session.execute(statement, [dict(row) for row in rows])
     return result.all() if returning else []
+
+
+def insert_many(session: Session, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Plain INSERT of many rows (all with the same keys) in one round trip, as
+    `insert_ignore_many` sends them."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        json_insert.insert_rows(session, table_of(model), rows)
+    else:
+        session.execute(insert(table_of(model)), [dict(row) for row in rows])
 
 
 def in_pairs(

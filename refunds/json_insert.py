@@ -27,11 +27,12 @@ def insert_rows(
     session: Session,
     table: Table,
     rows: Sequence[Mapping[str, Any]],
-    conflict: tuple[str, ...],
-    returning: tuple[str, ...],
+    conflict: tuple[str, ...] = (),
+    returning: tuple[str, ...] = (),
 ) -> Sequence[Row[Any]]:
-    """`INSERT ... ON CONFLICT (conflict) DO NOTHING` of every row (all with the same keys), in
-    the given order; the `returning` columns of the rows inserted."""
+    """`INSERT` of every row (all with the same keys) in the given order, `ON CONFLICT
+    (conflict) DO NOTHING` when a conflict key is named; the `returning` columns of the rows
+    inserted."""
     dialect = session.get_bind().dialect
     names = tuple(rows[0])
     statement, converters = _statement(dialect, table, names, conflict, returning)
@@ -67,8 +68,9 @@ def _statement(
     sql = (f"INSERT INTO {quote(table.name)} ({listed}) "  # noqa: S608 - names from the model
            f"SELECT {listed} FROM json_populate_recordset(NULL::{quote(table.name)}, :rows) "
            f"WITH ORDINALITY AS given "
-           "ORDER BY ordinality "  # in the given order: the order their key locks are taken
-           f"ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO NOTHING")
+           "ORDER BY ordinality")  # in the given order: the order their key locks are taken
+    if conflict:
+        sql += f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(quote(name) for name in returning)}"
     converters: list[Callable[[Any], Any] | None] = [

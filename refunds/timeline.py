@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from refunds.db import insert_many
 from refunds.delivery import RawDelivery
 from refunds.models import RefundEvent
 
@@ -44,7 +45,7 @@ def record_events(session: Session, events: Sequence[Event], now: datetime) -> N
     """One statement for the list. Runs in the caller's transaction, never commits."""
     if not events:
         return
-    session.execute(insert(RefundEvent), [{
+    insert_many(session, RefundEvent, [{
         "shop": event.delivery.shop,
         "refund_id": event.refund_id,
         "delivery_id": event.delivery.delivery_id,
