@@ -6,7 +6,8 @@ is not lost; and kombu's internals it relies on still behave as it assumes."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -41,23 +42,45 @@ def raw(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
-def receive(connection: Connection, queue: Queue, prefetch: int,
-            received: list[Message]) -> Consumer:
+def one_fetch(connection: Connection, queue: Queue, queued: int, prefetch: int | None,
+              on_message: Callable[[Any, Message], None] | None = None,
+              ) -> tuple[Consumer, list[Message]]:
+    """`queued` messages published, then one fetch by a consumer with that prefetch window (or
+    none): the consumer and the messages it received, each also handed to `on_message`."""
+    publish(connection, queue, queued)
+    received: list[Message] = []
+
+    def receive(body: Any, message: Message) -> None:
+        received.append(message)
+        if on_message:
+            on_message(body, message)
+
     channel = connection.channel()
-    channel.basic_qos(0, prefetch, False)
-    consumer = Consumer(channel, [queue], callbacks=[lambda _body, m: received.append(m)])
+    if prefetch is not None:
+        channel.basic_qos(0, prefetch, False)
+    consumer = Consumer(channel, [queue], callbacks=[receive])
     consumer.consume()
-    return consumer
+    connection.drain_events(timeout=2)
+    return consumer, received
+
+
+@contextmanager
+def event_loop() -> Iterator[Hub]:
+    """Celery's event loop, as kombu finds it while a worker runs."""
+    hub = Hub()
+    set_event_loop(hub)
+    try:
+        yield hub
+    finally:
+        set_event_loop(None)
+        hub.close()
 
 
 def test_one_fetch_takes_the_prefetch_window_and_records_it_unacked(
     connection: Connection, queue: Queue, redis_url: str, key_prefix: str
 ) -> None:
-    publish(connection, queue, 50)
-    received: list[Message] = []
-    consumer = receive(connection, queue, 20, received)
     # one BRPOP's answer: that message and 19 more, the window's worth, in order
-    connection.drain_events(timeout=2)
+    consumer, received = one_fetch(connection, queue, queued=50, prefetch=20)
     assert [m.decode()["n"] for m in received] == list(range(20))
     r = raw(redis_url)
     assert r.llen(key_prefix + queue.name) == 30
@@ -70,14 +93,9 @@ def test_one_fetch_takes_the_prefetch_window_and_records_it_unacked(
 def test_acks_in_the_event_loop_leave_unacked_at_its_tick(
     connection: Connection, queue: Queue, redis_url: str, key_prefix: str
 ) -> None:
-    publish(connection, queue, 10)
-    received: list[Message] = []
-    consumer = receive(connection, queue, 10, received)
-    connection.drain_events(timeout=2)
+    consumer, received = one_fetch(connection, queue, queued=10, prefetch=10)
     r = raw(redis_url)
-    hub = Hub()
-    set_event_loop(hub)
-    try:
+    with event_loop() as hub:
         for message in received:
             message.ack()
         # acked for kombu at once (the window is free again), still in Redis until the tick
@@ -88,26 +106,15 @@ def test_acks_in_the_event_loop_leave_unacked_at_its_tick(
         assert r.hlen(key_prefix + "unacked") == 0
         assert r.zcard(key_prefix + "unacked_index") == 0
         assert not hub.on_tick  # the tick unhooks itself once the acks are sent
-    finally:
-        set_event_loop(None)
-        hub.close()
 
 
 def test_acks_still_unsent_when_the_channel_closes_are_sent_first(
     connection: Connection, queue: Queue, redis_url: str, key_prefix: str
 ) -> None:
-    publish(connection, queue, 5)
-    received: list[Message] = []
-    consumer = receive(connection, queue, 5, received)
-    connection.drain_events(timeout=2)
-    hub = Hub()
-    set_event_loop(hub)
-    try:
+    consumer, received = one_fetch(connection, queue, queued=5, prefetch=5)
+    with event_loop():
         for message in received[:3]:
             message.ack()
-    finally:
-        set_event_loop(None)
-        hub.close()
     consumer.channel.close()  # the two unacked go back to the queue, the three acked do not
     r = raw(redis_url)
     assert r.hlen(key_prefix + "unacked") == 0
@@ -119,20 +126,14 @@ def test_a_message_put_back_during_a_fetch_is_not_lost(
 ) -> None:
     # Celery rejects some messages as they arrive (unknown task, undecodable): a reject with
     # requeue reads the `unacked` entry, which the fetch's pipeline must have written by then
-    publish(connection, queue, 5)
-    seen: list[int] = []
-
     def put_back_the_third(body: Any, message: Message) -> None:
-        seen.append(body["n"])
-        if body["n"] == 2 and seen.count(2) == 1:
+        if body["n"] == 2:
             message.requeue()
 
-    channel = connection.channel()
-    channel.basic_qos(0, 5, False)
-    Consumer(channel, [queue], callbacks=[put_back_the_third]).consume()
-    connection.drain_events(timeout=2)
+    _, received = one_fetch(connection, queue, queued=5, prefetch=5,
+                            on_message=put_back_the_third)
     r = raw(redis_url)
-    assert seen == [0, 1, 2, 3, 4]
+    assert [m.decode()["n"] for m in received] == [0, 1, 2, 3, 4]
     assert r.llen(key_prefix + queue.name) == 1  # the third, back on the queue
     assert r.hlen(key_prefix + "unacked") == 4
 
@@ -141,10 +142,6 @@ def test_a_consumer_without_a_prefetch_window_takes_one_message_per_fetch(
     connection: Connection, queue: Queue, redis_url: str, key_prefix: str
 ) -> None:
     # a control command's client reads its replies so: no window, so no more than kombu takes
-    publish(connection, queue, 3)
-    received: list[Message] = []
-    Consumer(connection.channel(), [queue],
-             callbacks=[lambda _body, m: received.append(m)]).consume()
-    connection.drain_events(timeout=2)
+    _, received = one_fetch(connection, queue, queued=3, prefetch=None)
     assert len(received) == 1
     assert raw(redis_url).llen(key_prefix + queue.name) == 2
