@@ -10,28 +10,33 @@ sent at the loop's tick.
 
 What this changes in kombu's guarantees: nothing the ledger (`broker.ledger`) does not
 already cover. A message is off the list before it is in `unacked` in kombu too (the window
-of its `BRPOP`); here the window holds up to `FETCH_MAX` messages. A worker whose main
-process dies inside it loses them from Redis, and the ledger's sweeper publishes them again
-once they are older than the visibility timeout (the fault runner's kill storm). An ack not
-yet sent when the main process dies leaves its committed message in `unacked`: it comes back
-after the visibility timeout, a duplicate the dedupe absorbs.
+of its `BRPOP`); here the window holds up to `FETCH_MAX` messages, from the script until
+the fetch's pipeline runs, after Celery has received them all. A worker whose main process
+dies inside it, or whose pipeline fails (the broker connection lost), leaves them in neither
+the queue nor `unacked`, and the ledger's sweeper publishes them again once they are older
+than the visibility timeout (the fault runner's kill storm); a copy Celery still held is then
+a duplicate the dedupe absorbs. When Celery's callback raises for one message, those taken
+after it go back to the head of their lists. An ack not yet sent when the main
+process dies leaves its committed message in `unacked`: it comes back after the visibility
+timeout, a duplicate the dedupe absorbs.
 
-kombu's internals used here (kombu pinned below 6, tested by tests/unit/test_consume.py and
+kombu's internals used here (kombu pinned below 6, tested by tests/integration/test_consume.py and
 the worker integration tests): `Channel._brpop_read`, `active_queues`, `priority_steps`,
 `_q_for_pri`, `global_keyprefix`, `conn_or_acquire`, `connection._deliver`, `QoS.append`,
 `QoS.ack`, `QoS.reject`, `QoS.restore_unacked_once`, `QoS._remove_from_indices`,
 `unacked_key`, `unacked_index_key`, the `[raw message, exchange, routing key]` form of an
-`unacked` entry, and the event loop's `on_tick` (`kombu.asynchronous.get_event_loop`)."""
+`unacked` entry, `Channel._closing`, `Transport.register_with_event_loop`, and the event
+loop's `on_tick` and `_loop_thread`."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from time import time
 from typing import Any
 
-from kombu.asynchronous import get_event_loop
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -67,6 +72,7 @@ class QoS(kombu_redis.QoS):
         super().__init__(*args, **kwargs)
         self._appending: Any = None  # the fetch's pipeline, while it delivers
         self._acked: list[str] = []  # acked, still in `unacked` until the loop's tick
+        self._ticking: Any = None  # the loop whose tick sends them
 
     @contextmanager
     def appends_together(self) -> Iterator[None]:
@@ -92,24 +98,39 @@ class QoS(kombu_redis.QoS):
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        """Within Celery's event loop, the removal from `unacked` waits for the loop's tick, so
-        the acks a turn of the loop runs (a batch's) share one round trip. Its effect is
-        committed already: if the worker dies first, the message comes back after the
-        visibility timeout as a duplicate the dedupe absorbs."""
-        hub = get_event_loop()
+        """On the thread of Celery's event loop, the removal from `unacked` waits for the
+        loop's tick, so the acks a turn of the loop runs (a batch's) share one round trip. Its
+        effect is committed already: if the worker dies first, the message comes back after
+        the visibility timeout as a duplicate the dedupe absorbs. An ack while a fetch still
+        delivers (Celery acks a revoked task as it arrives) goes after that fetch's appends."""
+        if self._appending is not None:
+            self._remove_from_indices(delivery_tag, self._appending)
+            virtual.QoS.ack(self, delivery_tag)
+            return
+        hub = self._loop()
         if hub is None:
             super().ack(delivery_tag)
             return
         if not self._acked:
             hub.on_tick.add(self._send_acks)
+            self._ticking = hub
         self._acked.append(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
 
+    def _loop(self) -> Any:
+        """The worker's event loop, when this is its thread (a thread pool acks from others).
+        Kept by the transport: Celery clears kombu's global loop when it resets the loop
+        after a broker error, but registers the transport with it again."""
+        hub = getattr(self.channel.connection, "hub", None)
+        if hub is None or getattr(hub, "_loop_thread", None) != threading.get_ident():
+            return None
+        return hub
+
     def _send_acks(self) -> None:
         tags, self._acked = self._acked, []
-        hub = get_event_loop()
-        if hub is not None:
-            hub.on_tick.discard(self._send_acks)
+        if self._ticking is not None:
+            self._ticking.on_tick.discard(self._send_acks)
+            self._ticking = None
         if not tags:
             return
         try:
@@ -151,22 +172,48 @@ class Channel(transport.Channel):
         limit = min(FETCH_MAX, window or 0)
         lists = [(queue, self._q_for_pri(queue, priority))
                  for priority in self.priority_steps for queue in self.active_queues]
-        if limit <= 0 or not lists:
+        if limit <= 0 or not lists or self._closing:
             return
         prefix = self.global_keyprefix or ""  # EVAL's keys are not prefixed by kombu's client
         with self.conn_or_acquire() as client:
-            taken = client.eval(TAKE, len(lists), *(prefix + key for _, key in lists), limit)
-        for index, message in zip(taken[::2], taken[1::2], strict=True):
-            self.connection._deliver(loads(bytes_to_str(message)), lists[int(index) - 1][0])
+            flat = client.eval(TAKE, len(lists), *(prefix + key for _, key in lists), limit)
+        taken = [(lists[int(index) - 1], message)
+                 for index, message in zip(flat[::2], flat[1::2], strict=True)]
+        for position, ((queue, _key), message) in enumerate(taken):
+            try:
+                self.connection._deliver(loads(bytes_to_str(message)), queue)
+            except BaseException:
+                self._put_back(taken[position + 1:])
+                raise
+
+    def _put_back(self, taken: list[tuple[tuple[str, str], bytes]]) -> None:
+        """Messages taken but not delivered go back to the head of their lists, in order."""
+        if not taken:
+            return
+        with self.conn_or_acquire() as client:  # kombu's client prefixes RPUSH's key
+            pipe = client.pipeline(transaction=False)
+            for (_queue, key), message in reversed(taken):
+                pipe.rpush(key, message)
+            pipe.execute()
 
 
 class SentinelChannel(Channel, transport.SentinelChannel):
     """The same through Sentinel: this class, ours above, the ledger's Sentinel channel."""
 
 
-class Transport(transport.Transport):
+class KeepsLoop:
+    """A transport that keeps the event loop it was registered with, for its QoS."""
+
+    hub: Any = None
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        self.hub = loop
+        super().register_with_event_loop(connection, loop)  # type: ignore[misc]
+
+
+class Transport(KeepsLoop, transport.Transport):
     Channel = Channel
 
 
-class SentinelTransport(transport.SentinelTransport):
+class SentinelTransport(KeepsLoop, transport.SentinelTransport):
     Channel = SentinelChannel

@@ -158,7 +158,9 @@ def insert_ignore_many(
         return []
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return json_insert.insert_rows(session, table_of(model), rows, tuple(conflict), returning)
+        sent = json_insert.insert_rows(session, table_of(model), rows, tuple(conflict), returning)
+        if sent is not None:
+            return sent
     statement = _insert_ignore(dialect, table_of(model), tuple(conflict), returning)
     result = session.execute(statement, [dict(row) for row in rows])
     return result.all() if returning else []
@@ -169,9 +171,8 @@ def insert_many(session: Session, model: type[Base], rows: Sequence[Mapping[str,
     `insert_ignore_many` sends them."""
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        json_insert.insert_rows(session, table_of(model), rows)
-    else:
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if not postgresql or json_insert.insert_rows(session, table_of(model), rows) is None:
         session.execute(insert(table_of(model)), [dict(row) for row in rows])
 
 

@@ -18,9 +18,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Dialect, Row, Table, TextClause, text
+from sqlalchemy import Dialect, LargeBinary, Row, Table, TextClause, text
 from sqlalchemy.orm import Session
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 def insert_rows(
@@ -29,29 +29,23 @@ def insert_rows(
     rows: Sequence[Mapping[str, Any]],
     conflict: tuple[str, ...] = (),
     returning: tuple[str, ...] = (),
-) -> Sequence[Row[Any]]:
+) -> Sequence[Row[Any]] | None:
     """`INSERT` of every row (all with the same keys) in the given order, `ON CONFLICT
     (conflict) DO NOTHING` when a conflict key is named; the `returning` columns of the rows
-    inserted."""
+    inserted. None, with nothing sent, when the rows cannot travel as JSON: PostgreSQL does
+    not turn a NUL (`\\u0000`, valid in a stored `json` value) back into text."""
     dialect = session.get_bind().dialect
     names = tuple(rows[0])
     statement, converters = _statement(dialect, table, names, conflict, returning)
     converted = [{name: convert(row[name]) if convert else row[name]
                   for name, convert in zip(names, converters, strict=True)} for row in rows]
-    result = session.execute(statement, {"rows": json.dumps(converted, default=_json_value)})
+    # no `default`: a value JSON has no form for inside a JSON column is an error, as with
+    # SQLAlchemy's own serializer; ensure_ascii off: text travels as the client encoding's
+    payload = json.dumps(converted, ensure_ascii=False)
+    if "\\u0000" in payload:
+        return None
+    result = session.execute(statement, {"rows": payload})
     return result.all() if returning else []
-
-
-def _json_value(value: Any) -> str:
-    """What JSON lacks, in the text form PostgreSQL reads for the column: exact decimals,
-    ISO times with their offset, bytea in hex."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return "\\x" + value.hex()
-    raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
 @functools.cache
@@ -59,9 +53,12 @@ def _statement(
     dialect: Dialect, table: Table, names: tuple[str, ...], conflict: tuple[str, ...],
     returning: tuple[str, ...],
 ) -> tuple[TextClause, list[Callable[[Any], Any] | None]]:
-    """The statement, and the conversion of each column of ours (`refunds.types`: UTC times,
-    exact money), not its driver's (which would hand money over as a float); the others'
-    values travel as they are (JSON columns nested in the rows' JSON)."""
+    """The statement, and for each column that needs one the conversion of its value to the
+    JSON text PostgreSQL reads for the column: our types' own (`refunds.types`: UTC times,
+    exact money, as SQLAlchemy applies it; not the driver's, which hands money over as a
+    float), then exact decimals and ISO times as strings, bytea in hex. JSON columns nest
+    as they are: their None is SQL NULL (SQLAlchemy's insert stored JSON `null`; both read
+    back as None)."""
     quote = dialect.identifier_preparer.quote
     columns = [table.c[name] for name in names]
     listed = ", ".join(quote(name) for name in names)
@@ -73,8 +70,21 @@ def _statement(
         sql += f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(quote(name) for name in returning)}"
-    converters: list[Callable[[Any], Any] | None] = [
-        functools.partial(column.type.process_bind_param, dialect=dialect)
-        if isinstance(column.type, TypeDecorator) else None
-        for column in columns]
-    return text(sql), converters
+    return text(sql), [_converter(column.type, dialect) for column in columns]
+
+
+def _converter(kind: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    if isinstance(kind, TypeDecorator):
+        bind = functools.partial(kind.process_bind_param, dialect=dialect)
+        return lambda value: _scalar(bind(value))
+    if isinstance(kind, LargeBinary):
+        return lambda value: None if value is None else "\\x" + value.hex()
+    return None
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

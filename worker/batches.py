@@ -37,7 +37,9 @@ class DeliveryBatches(Batches):  # type: ignore[misc]
         the broker connection drops, which kills the flush timer celery-batches started once:
         without a new one, a part-filled batch would wait for the visibility timeout. Requests
         buffered on the lost channel can no longer be acked (Celery drops its own reserved
-        requests the same way); their messages come back from Redis."""
+        requests the same way); their messages come back from Redis: kombu restores them from
+        `unacked`, and the ledger's sweeper publishes again any a fetch had not yet recorded
+        there (`broker.consume`)."""
         dropped = len(list(consume_queue(self._buffer))) + len(list(consume_queue(self._pending)))
         if dropped:
             log.warning("broker connection restarted: %d buffered deliveries left to come "
