@@ -26,7 +26,8 @@ def add_commands(commands: Any) -> None:
     ingest.add_argument("--workers", type=arguments.at_least_one, default=2)
     ingest.set_defaults(handler=run_ingest)
 
-    worker = commands.add_parser("worker", help="a Celery worker (task events while Flower watches)")
+    worker = commands.add_parser("worker",
+                                 help="a Celery worker (task events while Flower watches)")
     worker.add_argument("--concurrency", type=arguments.at_least_one, default=2)
     worker.set_defaults(handler=run_worker)
 
