@@ -25,7 +25,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median taken)")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink every size")
     parser.add_argument("--only", default=",".join(ALL), help="e.g. S1,S3")
-    parser.add_argument("--ingest-workers", type=int, default=2)
+    parser.add_argument("--ingest-workers", type=int, default=Config.ingest_workers,
+                        help="gunicorn workers (default: the shipped number for this machine)")
     parser.add_argument("--ingest-class", default=Config.ingest_class,
                         help="gunicorn worker class (default: the shipped one)")
     parser.add_argument("--ingest-threads", type=int, default=Config.ingest_threads,

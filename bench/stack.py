@@ -33,7 +33,7 @@ class Config:
     """Configuration-only knobs the benchmark passes on the command line. The gunicorn worker
     class, threads and keep-alive default to the shipped ones (`ingest/gunicorn_config.py`)."""
 
-    ingest_workers: int = 2
+    ingest_workers: int = gunicorn_config.default_workers()
     ingest_class: str = gunicorn_config.worker_class
     ingest_threads: int = gunicorn_config.threads
     ingest_keepalive: int = gunicorn_config.keepalive

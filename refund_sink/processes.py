@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from broker.redis_client import redis_client
+from ingest import gunicorn_config
 from refund_sink import arguments
 from refund_sink.command_lines import gunicorn_command, with_metrics_dir, worker_command
 from refund_sink.servers import ServerError
@@ -23,7 +24,9 @@ def add_commands(commands: Any) -> None:
     ingest = commands.add_parser("ingest", help="the ingest app under gunicorn")
     ingest.add_argument("--bind", type=arguments.bind, default="0.0.0.0:8080",
                         help="HOST:PORT")
-    ingest.add_argument("--workers", type=arguments.at_least_one, default=2)
+    ingest.add_argument("--workers", type=arguments.at_least_one,
+                        default=gunicorn_config.default_workers(),
+                        help="gunicorn worker processes (default: two per core, at most 8)")
     ingest.set_defaults(handler=run_ingest)
 
     worker = commands.add_parser("worker",
