@@ -38,9 +38,12 @@ def receive() -> tuple[Response, int]:
               error=f"neither broker nor spool can take it: {type(error).__name__}")
         return _refuse("unavailable", 503)
     metrics.ACCEPTED.labels(via).inc()
-    event(log, "delivery accepted", logging.WARNING if via == "spool" else logging.INFO,
-          delivery_id=delivery.delivery_id, topic=delivery.topic, shop=delivery.shop, via=via,
-          bytes=len(body), duration_ms=round((time.perf_counter() - started) * 1000, 2))
+    # queued: at REFUND_SINK_DELIVERY_LOG_LEVEL (the metric counts them all); spooled: a warning
+    level = logging.WARNING if via == "spool" else settings.delivery_log_level
+    if log.isEnabledFor(level):
+        event(log, "delivery accepted", level, delivery_id=delivery.delivery_id,
+              topic=delivery.topic, shop=delivery.shop, via=via, bytes=len(body),
+              duration_ms=round((time.perf_counter() - started) * 1000, 2))
     return jsonify(status="accepted", delivery_id=delivery.delivery_id), 202
 
 

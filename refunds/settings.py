@@ -45,8 +45,9 @@ class Settings:
     metrics_port: int = 9191
     batch_size: int = 100
     batch_wait_ms: int = 50
-    # the level of a worker's line per applied or duplicate delivery; each list it applies
-    # gets a summary line at INFO, and dead letters, conflicts and retries their own warnings
+    # the level of the ingest's line per queued delivery and a worker's per applied or
+    # duplicate one; each list a worker applies gets a summary line at INFO, and spooled
+    # deliveries, dead letters, conflicts and retries their own warnings
     delivery_log_level: int = logging.DEBUG
     # the console (desk.console): its session's signing key (None: derived from the webhook
     # secrets), lifetime, and whether its cookie is Secure on plain http too (behind TLS)

@@ -1,16 +1,21 @@
-"""What a worker logs per list it applies: one INFO summary counted by outcome, each applied or
-duplicate delivery at REFUND_SINK_DELIVERY_LOG_LEVEL (DEBUG unless chosen), and each dead
-letter as a warning whatever that level."""
+"""What is logged per delivery: a worker's one INFO summary per list it applies, counted by
+outcome; each applied or duplicate delivery, and each delivery the ingest queued, at
+REFUND_SINK_DELIVERY_LOG_LEVEL (DEBUG unless chosen); each dead letter as a warning whatever
+that level."""
 
 from __future__ import annotations
 
 import logging
 
+import fakeredis
 import pytest
-from conftest import make_settings
+from conftest import SECRET, make_settings
 from deliveries import delivery
-from payloads import camel_event
+from fake_redis import REDIS_URL
+from payloads import camel_event, to_body
+from signing import genstore_headers
 
+from ingest import create_app
 from refunds.settings import ConfigError, Settings
 from worker.handling import DeliveryHandler
 
@@ -69,3 +74,20 @@ def test_the_delivery_level_must_be_a_level() -> None:
         == logging.INFO
     with pytest.raises(ConfigError, match="REFUND_SINK_DELIVERY_LOG_LEVEL"):
         Settings.from_env({"REFUND_SINK_DELIVERY_LOG_LEVEL": "loud"})
+
+
+def test_the_ingest_logs_a_queued_delivery_at_the_delivery_level(
+    sqlite_url: str, fake_server: fakeredis.FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="refund_sink.ingest")
+    body = to_body(camel_event())
+
+    def accepted(**options: object) -> list[int]:
+        caplog.clear()
+        client = create_app(make_settings(sqlite_url, REDIS_URL, "unit:", **options)).test_client()
+        assert client.post("/webhooks/genstore", data=body,
+                           headers=genstore_headers(body, SECRET)).status_code == 202
+        return [r.levelno for r in caplog.records if r.__dict__.get("event") == "delivery accepted"]
+
+    assert accepted() == [logging.DEBUG]  # the accepted-deliveries metric counts them anyway
+    assert accepted(delivery_log_level=logging.INFO) == [logging.INFO]
