@@ -20,25 +20,35 @@ from refunds.settings import Settings
 
 log = logging.getLogger("refund_sink.worker")
 COUNTER_TTL_SECONDS = 7 * 24 * 3600
+# KEYS: the messages' counters; ARGV[1]: their time to live. Returns each count, in order.
+START = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('INCR', key)
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return counts
+"""
 
 
 class StartCounter:
     def __init__(self, settings: Settings):
         self.client = redis_client(settings, timeout=5)
         self.prefix = keys.scoped(settings, keys.STARTS)
+        self._start = self.client.register_script(START)
 
     def start(self, message_id: str) -> int:
         """How many times this message has started, this time included (1 if unknown)."""
         return self.start_all([message_id])[message_id]
 
     def start_all(self, message_ids: Sequence[str]) -> dict[str, int]:
-        """`start` for many messages in one round trip."""
+        """`start` for many messages in one round trip: one script call, not two commands a
+        message for redis-py to pack (a batch's 200 were some 2% of a worker's time)."""
+        if not message_ids:
+            return {}
         try:
-            pipe = self.client.pipeline()
-            for message_id in message_ids:
-                pipe.incr(self.prefix + message_id)
-                pipe.expire(self.prefix + message_id, COUNTER_TTL_SECONDS)
-            counts = pipe.execute()[::2]
+            counts = self._start(keys=[self.prefix + message_id for message_id in message_ids],
+                                 args=[COUNTER_TTL_SECONDS])
             return {message_id: int(count) for message_id, count in zip(message_ids, counts,
                                                                         strict=True)}
         except redis.RedisError as error:
