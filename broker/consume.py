@@ -170,9 +170,11 @@ class Channel(transport.Channel):
         command's reply queue) takes one message per `BRPOP`, as in kombu."""
         window = self.qos.can_consume_max_estimate()  # None without a prefetch window
         limit = min(FETCH_MAX, window or 0)
+        if limit <= 0 or self._closing:
+            return
         lists = [(queue, self._q_for_pri(queue, priority))
                  for priority in self.priority_steps for queue in self.active_queues]
-        if limit <= 0 or not lists or self._closing:
+        if not lists:
             return
         prefix = self.global_keyprefix or ""  # EVAL's keys are not prefixed by kombu's client
         with self.conn_or_acquire() as client:

@@ -34,11 +34,10 @@ EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 @dataclass(frozen=True)
 class Prepared:
-    """One message ready for the transport: its id (the ledger's key), the queue it goes to,
-    and the message as the queue holds it (JSON text)."""
+    """One message ready for the transport: its id (the ledger's key) and the message as the
+    queue holds it (JSON text)."""
 
     message_id: str
-    queue: str
     payload: str
 
 
@@ -78,7 +77,7 @@ class Envelope:
             "content-encoding": "utf-8", "content-type": "application/json",
             "headers": headers, "properties": properties,
         }
-        return Prepared(message_id=task_id, queue=self.queue, payload=json.dumps(message))
+        return Prepared(message_id=task_id, payload=json.dumps(message))
 
     def _lineage(self, task_id: str) -> tuple[str, str | None]:
         """(root id, parent id): published from inside a task, as `send_task` does, the
