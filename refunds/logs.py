@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from pythonjsonlogger.json import JsonFormatter
 
-from refunds.settings import ConfigError
+from refunds.settings import ConfigError, log_level
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 JSON_FIELDS = {"asctime": "time", "levelname": "level", "name": "logger"}
@@ -24,9 +24,7 @@ def configure(env: Mapping[str, str] | None = None, *, force: bool = False) -> N
     root = logging.getLogger()
     if root.handlers and not force:
         return
-    level = env.get("REFUND_SINK_LOG_LEVEL", "INFO").upper()
-    if not isinstance(logging.getLevelName(level), int):
-        raise ConfigError(f"REFUND_SINK_LOG_LEVEL is not a log level: {level!r}")
+    level = log_level("REFUND_SINK_LOG_LEVEL", env.get("REFUND_SINK_LOG_LEVEL", "INFO"))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_formatter(env.get("REFUND_SINK_LOG_FORMAT", "json")))
     root.handlers = [handler]

@@ -90,7 +90,8 @@ class Settings:
             metrics_port=_int(env, "REFUND_SINK_METRICS_PORT", 9191, minimum=0),
             batch_size=_int(env, "REFUND_SINK_BATCH_SIZE", 100, minimum=1),
             batch_wait_ms=_int(env, "REFUND_SINK_BATCH_WAIT_MS", 50, minimum=1),
-            delivery_log_level=_log_level(env, "REFUND_SINK_DELIVERY_LOG_LEVEL", "DEBUG"),
+            delivery_log_level=log_level("REFUND_SINK_DELIVERY_LOG_LEVEL",
+                                         env.get("REFUND_SINK_DELIVERY_LOG_LEVEL") or "DEBUG"),
             desk_secret=env.get("REFUND_SINK_DESK_SECRET") or None,
             desk_session_minutes=_int(env, "REFUND_SINK_DESK_SESSION_MINUTES", 480, minimum=1),
             desk_secure_cookie=_flag(env, "REFUND_SINK_DESK_SECURE_COOKIE"),
@@ -168,11 +169,12 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _log_level(env: Mapping[str, str], name: str, default: str) -> int:
-    raw = (env.get(name) or default).strip().upper()
-    level = logging.getLevelName(raw)
+def log_level(name: str, raw: str) -> int:
+    """The level a variable names (`info`, `WARNING`, ...); ConfigError naming the variable
+    otherwise. Also read by `refunds.logs` for REFUND_SINK_LOG_LEVEL."""
+    level = logging.getLevelName(raw.upper())
     if not isinstance(level, int):
-        raise ConfigError(f"{name} is not a log level: {raw!r}")
+        raise ConfigError(f"{name} is not a log level: {raw.upper()!r}")
     return level
 
 
