@@ -10,14 +10,12 @@ import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, LiteralString
 
+import psutil
 import psycopg
 
 from bench.stack import Stack
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -29,18 +27,13 @@ class Proc:
 
 
 def processes() -> dict[int, Proc]:
-    """Every process of the machine from /proc/<pid>/stat: parent, name, CPU seconds."""
+    """Every process of the machine: parent, name, CPU seconds (psutil, as bench.monitor)."""
     found = {}
-    for entry in os.listdir("/proc"):
-        try:
-            text = Path("/proc", entry, "stat").read_text() if entry.isdigit() else ""
-        except OSError:  # ended meanwhile
-            continue
-        if text:
-            name = text[text.index("(") + 1: text.rindex(")")]
-            fields = text[text.rindex(")") + 2:].split()  # fields[0] is stat's field 3
-            found[int(entry)] = Proc(int(fields[1]), name,
-                                     (int(fields[11]) + int(fields[12])) / TICKS)
+    for proc in psutil.process_iter(["ppid", "name", "cpu_times"]):
+        info = proc.info
+        if info["cpu_times"] is not None:  # None: ended or not ours to read meanwhile
+            found[proc.pid] = Proc(info["ppid"], info["name"],
+                                   info["cpu_times"].user + info["cpu_times"].system)
     return found
 
 
